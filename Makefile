@@ -1,0 +1,37 @@
+# Developer entry points. `make test` creates .venv (if needed), installs, runs the suite.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+
+.PHONY: install test lint dist demo bench clean
+
+$(STAMP): setup.py requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest tests
+
+lint: $(STAMP)
+	$(PY) -m flake8 audiocraft
+	$(PY) -m mypy audiocraft
+
+dist: $(STAMP)
+	$(PIP) install -q build
+	$(PY) -m build --sdist --wheel --no-isolation
+
+demo: $(STAMP)
+	$(PY) -m audiocraft.cli "lofi beat with a mellow piano" --duration 8 --model facebook/musicgen-small --out demo_out.wav --demo
+
+bench: $(STAMP)
+	$(PY) benchmarks/generate.py
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .mypy_cache

@@ -1,0 +1,1 @@
+"""Models: MusicGen, the language model and the EnCodec compression model."""

@@ -1,0 +1,56 @@
+"""Packaging for audiocraft (MusicGen), a from-scratch reimplementation of Audiocraft."""
+from pathlib import Path
+import re
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+
+def _version() -> str:
+    text = (HERE / "audiocraft" / "__init__.py").read_text()
+    match = re.search(r'^__version__\s*=\s*["\']([^"\']+)["\']', text, re.M)
+    if match is None:
+        raise RuntimeError("__version__ not found in audiocraft/__init__.py")
+    return match.group(1)
+
+
+def _requirements() -> list:
+    lines = (HERE / "requirements.txt").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+EXTRAS = {
+    "dev": [
+        "pytest>=7", "hypothesis>=6", "flake8>=6", "mypy>=1.5",
+        "nbclient>=0.9", "nbformat>=5.9", "ipykernel>=6.25", "playwright>=1.40",
+    ],
+    "xformers": ["xformers"],
+    "torchaudio": ["torchaudio"],
+    "demucs": ["demucs>=4.0"],
+    "app": ["gradio>=4.0"],
+}
+
+setup(
+    name="audiocraft",
+    version=_version(),
+    description="MusicGen: exact, fast, easy text-to-music generation in PyTorch (Audiocraft-compatible).",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.9",
+    packages=find_packages(exclude=("tests", "tests.*", "benchmarks", "scripts")),
+    include_package_data=True,
+    install_requires=_requirements(),
+    extras_require=EXTRAS,
+    entry_points={
+        "console_scripts": [
+            "musicgen=audiocraft.cli:main",
+        ],
+    },
+    classifiers=[
+        "License :: OSI Approved :: MIT License",
+        "Topic :: Multimedia :: Sound/Audio",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
