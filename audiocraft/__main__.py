@@ -1,0 +1,6 @@
+"""`python -m audiocraft ...` runs the `musicgen` command line."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

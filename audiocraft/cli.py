@@ -1,0 +1,174 @@
+"""The ``musicgen`` command line: text (and melody / audio prompt) to a music file.
+
+    musicgen "lofi beat with piano" --duration 8 --model facebook/musicgen-small --out out.wav
+    musicgen --batch prompts.txt --out takes/take.mp3 --seed 3
+    python -m audiocraft "..."          # same thing
+
+Writes through ``audio_write`` with loudness normalisation. Errors a user can cause print one line and
+exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+import sys
+import typing as tp
+
+FORMATS = ("wav", "mp3", "ogg", "flac")
+# Where the tiny offline checkpoints live in a source checkout (used by `make demo` only).
+_DEMO_CACHE = Path(__file__).resolve().parent.parent / "tests" / "reference" / "hf_cache"
+_DEMO_ENV = "AUDIOCRAFT_DEMO_OFFLINE"
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="musicgen", description="Generate music from text with MusicGen (Audiocraft-compatible).")
+    parser.add_argument("prompt", nargs="?", help="text description of the music to generate")
+    parser.add_argument("--batch", type=Path, help="file with one prompt per line (instead of PROMPT)")
+    parser.add_argument("--model", default="facebook/musicgen-small",
+                        help="hub id, local folder or 'debug' (default: facebook/musicgen-small)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds of audio (default: 8)")
+    parser.add_argument("--out", type=Path, default=Path("out.wav"),
+                        help="output file; its suffix picks the format unless --format is given")
+    parser.add_argument("--format", choices=FORMATS, default=None, help="output format")
+    parser.add_argument("--melody", type=Path, help="audio file whose melody to follow (melody models)")
+    parser.add_argument("--continue", dest="continuation", type=Path, help="audio file to continue")
+    parser.add_argument("--seed", type=int, default=None, help="random seed for reproducible sampling")
+    parser.add_argument("--top-k", type=int, default=250, help="top-k sampling (default: 250)")
+    parser.add_argument("--top-p", type=float, default=0.0, help="top-p sampling, overrides top-k when > 0")
+    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: 1.0)")
+    parser.add_argument("--cfg", type=float, default=3.0, help="classifier-free guidance coefficient (default: 3)")
+    parser.add_argument("--greedy", action="store_true", help="argmax decoding instead of sampling")
+    parser.add_argument("--extend-stride", type=float, default=None,
+                        help="window stride in seconds for durations beyond the model's maximum window "
+                             "(default: 18, or half the window if that is shorter)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--demo", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def _prompts(args: argparse.Namespace) -> tp.List[str]:
+    if args.batch is not None:
+        if args.prompt is not None:
+            raise CLIError("give either PROMPT or --batch FILE, not both")
+        if not args.batch.is_file():
+            raise CLIError(f"--batch file not found: {args.batch}")
+        prompts = [line.strip() for line in args.batch.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if not prompts:
+            raise CLIError(f"--batch file {args.batch} has no prompts (one per line)")
+        return prompts
+    if args.prompt is None:
+        if args.melody is None and args.continuation is None:
+            raise CLIError("a PROMPT (or --batch FILE, --melody or --continue) is required")
+        return [""]
+    return [args.prompt]
+
+
+def _output_paths(out: Path, fmt: str, count: int) -> tp.List[Path]:
+    stem = out.with_suffix("") if out.suffix.lstrip(".").lower() in FORMATS else out
+    if count == 1:
+        return [stem]
+    return [stem.parent / f"{stem.name}_{i:03d}" for i in range(count)]
+
+
+def _load_model(args: argparse.Namespace) -> tp.Any:
+    from .models import MusicGen
+    try:
+        return MusicGen.get_pretrained(args.model, device=args.device)
+    except Exception as exc:  # noqa: BLE001 - turned into one line (or the demo fallback) below
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if args.demo and os.environ.get(_DEMO_ENV) != "1" and _DEMO_CACHE.is_dir():
+            print(f"musicgen: could not load '{args.model}' ({message}).", file=sys.stderr)
+            print("musicgen: demo fallback: using the TINY OFFLINE TEST CHECKPOINTS shipped with the tests; "
+                  "their weights are RANDOM, so the audio is noise, not music.", file=sys.stderr)
+            env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(_DEMO_CACHE), **{_DEMO_ENV: "1"})
+            os.execve(sys.executable, [sys.executable, "-m", "audiocraft.cli", *sys.argv[1:]], env)
+        raise CLIError(f"could not load model '{args.model}': {message}") from exc
+
+
+def run(args: argparse.Namespace) -> tp.List[Path]:
+    import torch
+
+    from .data.audio import audio_read, audio_write
+
+    fmt = args.format or (args.out.suffix.lstrip(".").lower() if args.out.suffix else "wav")
+    if fmt not in FORMATS:
+        raise CLIError(f"unknown output format '{fmt}'; use one of {', '.join(FORMATS)}")
+    if not args.duration > 0:
+        raise CLIError(f"--duration must be > 0, got {args.duration}")
+    if args.melody is not None and args.continuation is not None:
+        raise CLIError("give at most one of --melody and --continue")
+    for flag, path in (("--melody", args.melody), ("--continue", args.continuation)):
+        if path is not None and not path.is_file():
+            raise CLIError(f"{flag} file not found: {path}")
+    prompts = _prompts(args)
+    model = _load_model(args)
+    stride = args.extend_stride
+    if stride is None:
+        stride = 18.0 if model.max_duration > 18.0 else model.max_duration / 2
+    try:
+        model.set_generation_params(use_sampling=not args.greedy, top_k=args.top_k, top_p=args.top_p,
+                                    temperature=args.temperature, duration=args.duration, cfg_coef=args.cfg,
+                                    extend_stride=stride)
+    except (TypeError, ValueError) as exc:
+        raise CLIError(str(exc)) from exc
+    descriptions: tp.List[tp.Optional[str]] = [p or None for p in prompts]
+
+    bar = None
+    if not args.no_progress:
+        from tqdm import tqdm
+        bar = tqdm(total=0, unit="step", desc="generating")
+
+        def _progress(generated: int, total: int) -> None:
+            assert bar is not None
+            bar.total = total
+            bar.n = generated
+            bar.refresh()
+
+        model.set_custom_progress_callback(_progress)
+    if args.seed is not None:
+        torch.manual_seed(args.seed)
+    try:
+        if args.melody is not None:
+            melody, sr = audio_read(args.melody)
+            wav = model.generate_with_chroma(descriptions, melody[None].expand(len(prompts), -1, -1), sr)
+        elif args.continuation is not None:
+            prompt, sr = audio_read(args.continuation)
+            wav = model.generate_continuation(prompt[None].expand(len(prompts), -1, -1), sr, descriptions)
+        else:
+            wav = model.generate(descriptions)
+    except (TypeError, ValueError) as exc:
+        raise CLIError(str(exc)) from exc
+    finally:
+        if bar is not None:
+            bar.close()
+    written = []
+    for path, audio in zip(_output_paths(args.out, fmt, len(prompts)), wav):
+        written.append(audio_write(path, audio.cpu(), model.sample_rate, format=fmt, strategy="loudness",
+                                   loudness_compressor=True))
+    return written
+
+
+def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        for path in run(args):
+            print(path)
+    except CLIError as exc:
+        print(f"musicgen: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("musicgen: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,272 @@
+"""MusicGen: text (and melody) to music, the facade users call.
+
+>>> from audiocraft.models import MusicGen
+>>> model = MusicGen.get_pretrained('facebook/musicgen-small')
+>>> model.set_generation_params(duration=8)
+>>> wav = model.generate(['lofi beat with a mellow piano'])   # [1, 1, 8 * 32000]
+"""
+from __future__ import annotations
+
+import typing as tp
+import warnings
+
+import torch
+
+from ..data.audio_utils import convert_audio
+from ..modules.conditioners import ConditioningAttributes, WavCondition
+from ..utils.validation import check_bool, check_descriptions, check_number, check_waveform
+from .encodec import CompressionModel
+from .genmodel import BaseGenModel
+from .lm import LMModel
+from .loaders import load_compression_model, load_lm_model
+
+# Short names of Audiocraft's first release; still accepted, with a deprecation warning.
+_HF_MODEL_CHECKPOINTS_MAP = {
+    "small": "facebook/musicgen-small",
+    "medium": "facebook/musicgen-medium",
+    "large": "facebook/musicgen-large",
+    "melody": "facebook/musicgen-melody",
+}
+
+MelodyList = tp.List[tp.Optional[torch.Tensor]]
+MelodyType = tp.Union[torch.Tensor, MelodyList]
+
+
+class MusicGen(BaseGenModel):
+    """MusicGen: a language model over EnCodec tokens conditioned on text (and, for melody models, chroma).
+
+    Args:
+        name: name of the model.
+        compression_model: EnCodec model (audio <-> 4 codebooks at 50 Hz).
+        lm: the language model.
+        max_duration: longest single generation window in seconds (default: the training segment, 30 s).
+    """
+
+    def __init__(self, name: str, compression_model: CompressionModel, lm: LMModel,
+                 max_duration: tp.Optional[float] = None) -> None:
+        super().__init__(name, compression_model, lm, max_duration)
+        self.set_generation_params(duration=15)  # Audiocraft's default duration.
+
+    @staticmethod
+    def get_pretrained(name: str = "facebook/musicgen-melody", device: tp.Optional[str] = None,
+                       *, stem_separation: bool = True) -> "MusicGen":
+        """Load a pretrained MusicGen.
+
+        Args:
+            name: a hub id (``facebook/musicgen-small``, ``-medium``, ``-melody``, ``-large`` or any repo with
+                ``state_dict.bin`` and ``compression_state_dict.bin``), a local folder holding those two files, or
+                ``'debug'`` for a tiny random model. The short names small/medium/melody/large still work but are
+                deprecated.
+            device: ``'cuda'`` when available, else ``'cpu'``.
+            stem_separation: for melody models, isolate the melody with demucs (when the ``demucs`` extra is
+                installed) before extracting chroma, as the official model was trained. ``False`` uses the full mix.
+        """
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"name must be a non-empty str (hub id, folder or 'debug'), got {name!r}.")
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if name == "debug":
+            from .builders import get_debug_compression_model, get_debug_lm_model
+            compression_model = get_debug_compression_model(device)
+            lm = get_debug_lm_model(device)
+            return MusicGen(name, compression_model, lm, max_duration=30)
+        if name in _HF_MODEL_CHECKPOINTS_MAP:
+            warnings.warn("MusicGen pretrained model relying on deprecated checkpoint mapping. "
+                          f"Please use full pre-trained id instead: facebook/musicgen-{name}", DeprecationWarning,
+                          stacklevel=2)
+            name = _HF_MODEL_CHECKPOINTS_MAP[name]
+        lm = load_lm_model(name, device=device)
+        compression_model = load_compression_model(name, device=device)
+        conditioners = lm.condition_provider.conditioners
+        if "self_wav" in conditioners:
+            chroma = conditioners["self_wav"]
+            chroma.match_len_on_eval = True
+            chroma._use_masking = False
+            if hasattr(chroma, "stem_separation"):
+                chroma.stem_separation = stem_separation
+        return MusicGen(name, compression_model, lm)
+
+    def set_generation_params(self, use_sampling: bool = True, top_k: int = 250, top_p: float = 0.0,
+                              temperature: float = 1.0, duration: float = 30.0, cfg_coef: float = 3.0,
+                              two_step_cfg: bool = False, extend_stride: float = 18) -> None:
+        """Set the generation parameters.
+
+        Args:
+            use_sampling: sample (True) or take the argmax (False).
+            top_k: keep the k most likely tokens when sampling (used when ``top_p`` is 0).
+            top_p: nucleus sampling threshold in [0, 1]; 0 disables it (top-k is used).
+            temperature: softmax temperature (> 0).
+            duration: seconds of audio to generate (> 0). Beyond ``max_duration`` generation proceeds in
+                windows that overlap by ``max_duration - extend_stride`` seconds.
+            cfg_coef: classifier-free guidance coefficient.
+            two_step_cfg: run the conditional and unconditional passes separately (same result, slower); unlike
+                Audiocraft, ``cfg_coef`` is honoured in that mode too.
+            extend_stride: seconds the window advances when extending (0 < extend_stride < max_duration).
+        """
+        check_bool("use_sampling", use_sampling)
+        check_number("top_k", top_k, minimum=0, integer=True)
+        check_number("top_p", top_p, minimum=0.0, maximum=1.0)
+        check_number("temperature", temperature, minimum=0.0, strict_min=True)
+        check_number("duration", duration, minimum=0.0, strict_min=True)
+        check_number("cfg_coef", cfg_coef)
+        check_bool("two_step_cfg", two_step_cfg)
+        check_number("extend_stride", extend_stride, minimum=0.0, strict_min=True)
+        if extend_stride >= self.max_duration:
+            raise ValueError(f"extend_stride must be < max_duration ({self.max_duration} s), got {extend_stride}.")
+        self.extend_stride = extend_stride
+        self.duration = float(duration)
+        self.generation_params = {
+            "use_sampling": use_sampling,
+            "temp": temperature,
+            "top_k": int(top_k),
+            "top_p": float(top_p),
+            "cfg_coef": cfg_coef,
+            "two_step_cfg": two_step_cfg,
+        }
+
+    # ---- melody ---------------------------------------------------------------------------------
+    def generate_with_chroma(self, descriptions: tp.List[tp.Optional[str]], melody_wavs: MelodyType,
+                             melody_sample_rate: int, progress: bool = False, return_tokens: bool = False
+                             ) -> tp.Union[torch.Tensor, tp.Tuple[torch.Tensor, torch.Tensor]]:
+        """Generate music following each melody's chroma (melody models only).
+
+        Args:
+            descriptions: one text (or None) per item.
+            melody_wavs: a tensor ``[B, C, T]`` (or ``[C, T]`` for one item), or a list of ``[C, T]`` tensors or
+                None (no melody for that item), at ``melody_sample_rate``.
+            melody_sample_rate: sample rate of the melodies (> 0).
+        Returns:
+            audio ``[B, C, T]`` (and tokens ``[B, K, F]`` if ``return_tokens``).
+        """
+        descriptions = check_descriptions("descriptions", descriptions)
+        check_number("melody_sample_rate", melody_sample_rate, minimum=0, strict_min=True, integer=True)
+        if "self_wav" not in self.lm.condition_provider.conditioners:
+            raise ValueError(f"Model '{self.name}' has no melody (chroma) conditioner; generate_with_chroma needs a "
+                             "melody model such as 'facebook/musicgen-melody'.")
+        melodies: MelodyList
+        if isinstance(melody_wavs, torch.Tensor):
+            check_waveform("melody_wavs", melody_wavs, dims=(2, 3))
+            if melody_wavs.dim() == 2:
+                melody_wavs = melody_wavs[None]
+            melodies = list(melody_wavs)
+        elif isinstance(melody_wavs, (list, tuple)):
+            melodies = []
+            for i, melody in enumerate(melody_wavs):
+                if melody is not None:
+                    check_waveform(f"melody_wavs[{i}]", melody, dims=(2,))
+                melodies.append(melody)
+        else:
+            raise TypeError("melody_wavs must be a tensor [B, C, T] or a list of [C, T] tensors or None, "
+                            f"got {type(melody_wavs).__name__}.")
+        if len(melodies) != len(descriptions):
+            raise ValueError(f"melody_wavs has {len(melodies)} items but descriptions has {len(descriptions)}; "
+                             "they must match.")
+        melodies = [None if wav is None else convert_audio(wav, melody_sample_rate, self.sample_rate,
+                                                           self.audio_channels)
+                    for wav in melodies]
+        attributes, prompt_tokens = self._prepare_tokens_and_attributes(descriptions, None, melodies)
+        tokens = self._generate_tokens(attributes, prompt_tokens, progress)
+        return self._output(tokens, return_tokens)
+
+    # ---- internals ------------------------------------------------------------------------------
+    def _null_melody(self) -> WavCondition:
+        return WavCondition(torch.zeros((1, 1, 1), device=self.device), torch.tensor([0], device=self.device),
+                            sample_rate=[self.sample_rate], path=[None])
+
+    @torch.no_grad()
+    def _prepare_tokens_and_attributes(  # type: ignore[override]
+            self, descriptions: tp.Sequence[tp.Optional[str]], prompt: tp.Optional[torch.Tensor],
+            melody_wavs: tp.Optional[MelodyList] = None,
+    ) -> tp.Tuple[tp.List[ConditioningAttributes], tp.Optional[torch.Tensor]]:
+        attributes, prompt_tokens = super()._prepare_tokens_and_attributes(descriptions, prompt)
+        if "self_wav" in self.lm.condition_provider.conditioners:
+            for i, attr in enumerate(attributes):
+                melody = None if melody_wavs is None else melody_wavs[i]
+                if melody is None:
+                    attr.wav["self_wav"] = self._null_melody()
+                else:
+                    attr.wav["self_wav"] = WavCondition(
+                        melody[None].to(device=self.device), torch.tensor([melody.shape[-1]], device=self.device),
+                        sample_rate=[self.sample_rate], path=[None])
+        return attributes, prompt_tokens
+
+    def _window_plan(self, prompt_length: int) -> tp.List[tp.Tuple[float, int]]:
+        """Windows of an extended generation: (time offset in s, frames to generate incl. prompt) each."""
+        total_gen_len = int(self.duration * self.frame_rate)
+        if self.duration <= self.max_duration:
+            return [(0.0, total_gen_len)]
+        assert self.extend_stride is not None
+        stride_tokens = int(self.frame_rate * self.extend_stride)
+        plan = []
+        offset = 0
+        while offset + prompt_length < total_gen_len:
+            time_offset = offset / self.frame_rate
+            chunk_duration = min(self.duration - time_offset, self.max_duration)
+            max_gen_len = int(chunk_duration * self.frame_rate)
+            plan.append((time_offset, max_gen_len))
+            # The next window is prompted by this window's tokens from `stride_tokens` on.
+            prompt_length = max_gen_len - stride_tokens
+            offset += stride_tokens
+        return plan
+
+    def _steps(self, gen_len: int, prompt_len: int) -> int:
+        """Number of LM decoding steps to go from ``prompt_len`` to ``gen_len`` frames."""
+        pattern = self.lm.pattern_provider.get_pattern(gen_len)
+        return pattern.num_sequence_steps - pattern.get_first_step_with_timesteps(prompt_len)
+
+    def _generate_tokens(self, attributes: tp.List[ConditioningAttributes],
+                         prompt_tokens: tp.Optional[torch.Tensor], progress: bool = False) -> torch.Tensor:
+        """Generate tokens ``[B, K, F]``, in overlapping windows when ``duration > max_duration``."""
+        total_gen_len = int(self.duration * self.frame_rate)
+        max_prompt_len = int(min(self.duration, self.max_duration) * self.frame_rate)
+        prompt_length = 0 if prompt_tokens is None else prompt_tokens.shape[-1]
+        if prompt_length > max_prompt_len:
+            raise ValueError(f"The prompt ({prompt_length / self.frame_rate:.2f} s) is longer than the audio to "
+                             f"generate ({min(self.duration, self.max_duration):.2f} s); raise `duration` with "
+                             "set_generation_params or shorten the prompt.")
+        plan = self._window_plan(prompt_length)
+        # Exact progress across windows: total = every window's steps, counted before starting.
+        window_steps = []
+        p = prompt_length
+        stride_tokens = int(self.frame_rate * (self.extend_stride or 0))
+        for _, gen_len in plan:
+            window_steps.append(self._steps(gen_len, p))
+            p = gen_len - stride_tokens
+        total_steps = sum(window_steps)
+        done_steps = 0
+
+        def _progress_callback(generated: int, _window_total: int) -> None:
+            generated += done_steps
+            if self._progress_callback is not None:
+                self._progress_callback(generated, total_steps)
+            else:
+                print(f"{generated: 6d} / {total_steps: 6d}", end="\r")
+
+        callback = _progress_callback if (progress or self._progress_callback is not None) else None
+        if len(plan) == 1:
+            with self.autocast:
+                return self.lm.generate(prompt_tokens, attributes, callback=callback, max_gen_len=total_gen_len,
+                                        **self.generation_params)
+
+        ref_wavs = [attr.wav.get("self_wav") for attr in attributes]
+        all_tokens = [] if prompt_tokens is None else [prompt_tokens]
+        for (time_offset, max_gen_len), steps in zip(plan, window_steps):
+            for attr, ref_wav in zip(attributes, ref_wavs):
+                if ref_wav is None or int(ref_wav.length.max()) == 0:
+                    continue
+                # Tile the melody periodically so it covers this window.
+                wav_length = int(ref_wav.length.max())
+                initial_position = int(time_offset * self.sample_rate)
+                wav_target_length = int(self.max_duration * self.sample_rate)
+                positions = torch.arange(initial_position, initial_position + wav_target_length, device=self.device)
+                attr.wav["self_wav"] = WavCondition(
+                    ref_wav.wav[..., positions % wav_length], torch.full_like(ref_wav.length, wav_target_length),
+                    [self.sample_rate] * ref_wav.wav.size(0), [None], [0.0])
+            with self.autocast:
+                gen_tokens = self.lm.generate(prompt_tokens, attributes, callback=callback, max_gen_len=max_gen_len,
+                                              **self.generation_params)
+            prompt_len = 0 if prompt_tokens is None else prompt_tokens.shape[-1]
+            all_tokens.append(gen_tokens[:, :, prompt_len:])
+            prompt_tokens = gen_tokens[:, :, stride_tokens:]
+            done_steps += steps
+        return torch.cat(all_tokens, dim=-1)
