@@ -1,0 +1,342 @@
+"""Reading and writing audio files with PyAV (FFmpeg's libraries; no ffmpeg binary needed).
+
+- `audio_info(path)` -> `AudioFileInfo(sample_rate, duration, channels)`.
+- `audio_read(path, seek_time, duration, pad)` -> (float32 `[C, T]`, sample_rate); wav, mp3, ogg, flac, m4a
+  and anything else FFmpeg decodes.
+- `audio_write(stem_name, wav, sample_rate, format=...)` normalises (`audio_utils.normalize_audio`) and writes
+  wav (16-bit PCM), mp3 (LAME), ogg (Opus) or flac (16-bit). Writes are atomic: the file is encoded to a hidden
+  temporary file next to the target, synced to disk, then renamed onto it, so a failure never leaves a partial
+  file and never damages an existing one.
+- `audio_metadata(path)` -> the tags of a file (what `audio_write(..., metadata=...)` stored).
+"""
+from __future__ import annotations
+
+import errno
+import math
+import numbers
+import os
+import secrets
+import typing as tp
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .audio_utils import _check_float_clip, _check_sample_rate, convert_audio, f32_pcm, normalize_audio
+
+PathLike = tp.Union[str, os.PathLike]
+
+
+@dataclass(frozen=True)
+class AudioFileInfo:
+    """What `audio_info` reports: sample rate (Hz), duration (s) and number of channels of a file."""
+    sample_rate: int
+    duration: float
+    channels: int
+
+
+@dataclass(frozen=True)
+class _Format:
+    container: str      # FFmpeg muxer name
+    codec: str          # FFmpeg encoder name
+    sample_fmt: str     # sample format handed to the encoder
+    suffix: str
+    max_channels: int
+    rates: tuple[int, ...] | None = None  # sample rates the encoder accepts (None: any)
+
+
+# Opus encodes only at these rates; its decoder always outputs 48 kHz. MP3 (LAME) has its own list.
+_OPUS_RATES = (48000, 24000, 16000, 12000, 8000)
+_MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+_FORMATS = {
+    'wav': _Format('wav', 'pcm_s16le', 's16', '.wav', 8),
+    'mp3': _Format('mp3', 'libmp3lame', 'fltp', '.mp3', 2, _MP3_RATES),
+    'ogg': _Format('ogg', 'libopus', 'flt', '.ogg', 8, _OPUS_RATES),
+    'flac': _Format('flac', 'flac', 's16', '.flac', 8),
+}
+_LAYOUTS = {1: 'mono', 2: 'stereo', 3: '2.1', 4: 'quad', 5: '5.0', 6: '5.1', 7: '6.1', 8: '7.1'}
+_CHUNK = 1 << 15  # samples per frame handed to the encoder
+
+
+# ------------------------------------------------------------------------------------------------ reading
+def _existing_file(path: object, name: str = 'filepath') -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a str or os.PathLike, got {type(path).__name__}")
+    fp = Path(path)
+    if not fp.is_file():
+        raise FileNotFoundError(errno.ENOENT, f"no such audio file: '{fp}'", str(fp))
+    return fp
+
+
+def _open_audio(fp: Path) -> tuple[tp.Any, tp.Any]:
+    import av  # PyAV loads FFmpeg's libraries: imported on first use to keep `import audiocraft` light
+
+    container = av.open(str(fp))
+    if not container.streams.audio:
+        container.close()
+        raise ValueError(f"'{fp}' has no audio stream")
+    return container, container.streams.audio[0]
+
+
+def audio_info(filepath: PathLike) -> AudioFileInfo:
+    """Sample rate, duration (seconds) and channel count of the first audio stream of `filepath`."""
+    fp = _existing_file(filepath)
+    container, stream = _open_audio(fp)
+    with container:
+        ctx = stream.codec_context
+        sample_rate = int(ctx.sample_rate)
+        channels = int(ctx.channels)
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+            if ctx.name == 'opus':  # Ogg/Opus durations count the decoder pre-skip, which is never output
+                duration -= ctx.delay / sample_rate
+        elif container.duration is not None:
+            duration = container.duration / 1_000_000  # AV_TIME_BASE
+        else:  # no duration in the headers: count the samples
+            duration = sum(frame.samples for frame in container.decode(stream)) / sample_rate
+    return AudioFileInfo(sample_rate, duration, channels)
+
+
+def _frame_to_tensor(frame: tp.Any, channels: int) -> torch.Tensor:
+    """A decoded frame as a `[C, n]` tensor in its native dtype (int16, int32, float32, ...)."""
+    array = frame.to_ndarray()
+    if not frame.format.is_planar:  # packed: [1, n * C], interleaved
+        array = array.reshape(-1, channels).T
+    if array.dtype == np.uint8:
+        array = (array.astype(np.float32) - 128) / 128
+    elif array.dtype == np.float64:
+        array = array.astype(np.float32)
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def _frame_start(frame: tp.Any, stream: tp.Any, sample_rate: int) -> int | None:
+    """Index of the first sample of `frame`, counted from the stream start (e.g. after MP3 encoder delay)."""
+    if frame.pts is None or frame.time_base is None:
+        return None
+    seconds = frame.pts * frame.time_base
+    if stream.start_time is not None and stream.time_base is not None:
+        seconds -= stream.start_time * stream.time_base
+    return int(round(seconds * sample_rate))
+
+
+def _decode(fp: Path, first: int, count: int, seek: bool) -> tuple[list[torch.Tensor], int, int, bool]:
+    """Decode samples [first, first + count) (count < 0: to the end) -> (chunks, sample_rate, channels, ok).
+
+    `ok` is False when a seek landed after `first` (then the caller decodes again without seeking).
+    """
+    container, stream = _open_audio(fp)
+    with container:
+        sample_rate = int(stream.codec_context.sample_rate)
+        channels = int(stream.codec_context.channels)
+        # Seek 0.1 s early (decoders need some context); near the start, decode from the start instead.
+        target = first / sample_rate - 0.1
+        seek = seek and target > 0 and stream.time_base is not None
+        if seek:
+            container.seek(int(target / stream.time_base), stream=stream, backward=True)
+        chunks: list[torch.Tensor] = []
+        position: int | None = None if seek else 0
+        length = 0
+        for frame in container.decode(stream):
+            if position is None:  # first frame after a seek: where are we?
+                position = _frame_start(frame, stream, sample_rate)
+                if position is None or position > first:
+                    return [], sample_rate, channels, False
+            chunk = _frame_to_tensor(frame, channels)
+            start, position = position, position + chunk.shape[-1]
+            if position <= first:
+                continue
+            chunk = chunk[:, max(0, first - start):]
+            chunks.append(chunk)
+            length += chunk.shape[-1]
+            if 0 <= count <= length:
+                break
+    return chunks, sample_rate, channels, True
+
+
+def audio_read(filepath: PathLike, seek_time: float = 0., duration: float = -1.,
+               pad: bool = False) -> tuple[torch.Tensor, int]:
+    """Read `filepath` -> (wav float32 `[C, T]` in [-1, 1], sample_rate).
+
+    Starts `seek_time` seconds in and reads `duration` seconds (`duration <= 0`: to the end). With `pad` and
+    `duration > 0`, a short read is zero-padded to `int(duration * sample_rate)` samples. 16-bit files give
+    exactly `int16 / 32768`. Opus (ogg) files decode at 48 kHz whatever rate they were made from.
+    """
+    fp = _existing_file(filepath)
+    for name, value in (('seek_time', seek_time), ('duration', duration)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+            raise ValueError(f"{name} must be a finite number of seconds, got {value!r}")
+    if seek_time < 0:
+        raise ValueError(f"seek_time must be >= 0 seconds, got {seek_time!r}")
+    info_rate = audio_info(fp).sample_rate
+    first = int(seek_time * info_rate)
+    count = int(duration * info_rate) if duration > 0 else -1
+    chunks, sample_rate, channels, ok = _decode(fp, first, count, seek=True)
+    if not ok:
+        chunks, sample_rate, channels, _ = _decode(fp, first, count, seek=False)
+    if chunks:
+        wav = f32_pcm(torch.cat(chunks, dim=-1))
+    else:
+        wav = torch.zeros(channels, 0)
+    if count >= 0:
+        wav = wav[:, :count]
+    if pad and duration > 0:
+        wav = F.pad(wav, (0, int(duration * sample_rate) - wav.shape[-1]))
+    return wav.float().contiguous(), sample_rate
+
+
+def audio_metadata(filepath: PathLike) -> dict[str, str]:
+    """Tags of `filepath` (container tags, then those of its first audio stream) as a dict."""
+    fp = _existing_file(filepath)
+    container, stream = _open_audio(fp)
+    with container:
+        tags = dict(container.metadata)
+        tags.update(stream.metadata)
+    return tags
+
+
+# ------------------------------------------------------------------------------------------------ writing
+def _check_positive_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) <= 0:
+        raise ValueError(f"{name} must be a positive integer (kbps), got {value!r}")
+    return int(value)
+
+
+def _encoder_rate(fmt: _Format, sample_rate: int) -> int:
+    """The rate to encode at: `sample_rate` when the encoder takes it, else the closest higher one it takes."""
+    if fmt.rates is None or sample_rate in fmt.rates:
+        return sample_rate
+    higher = [rate for rate in fmt.rates if rate > sample_rate]
+    return min(higher) if higher else max(fmt.rates)
+
+
+def _to_encoder_array(wav: torch.Tensor, sample_fmt: str) -> np.ndarray:
+    """`[C, T]` float -> the array PyAV expects: int16 (rint(x * 32768), clipped) or float32, planar or packed."""
+    if sample_fmt.startswith('s16'):
+        data = (wav * 2 ** 15).round().clamp(-2 ** 15, 2 ** 15 - 1).to(torch.int16)
+    else:
+        data = wav.to(torch.float32)
+    if sample_fmt.endswith('p'):
+        return np.ascontiguousarray(data.numpy())  # planar: [C, T]
+    return np.ascontiguousarray(data.t().numpy()).reshape(1, -1)  # packed: [1, T * C]
+
+
+def _encode_to(path: Path, wav: torch.Tensor, sample_rate: int, fmt: _Format, bit_rate: int | None,
+               metadata: dict[str, str]) -> None:
+    """Encode `wav` `[C, T]` (float, normalised) into a new file at `path` with format `fmt`."""
+    import av
+
+    channels = wav.shape[0]
+    layout = _LAYOUTS[channels]
+    with av.open(str(path), mode='w', format=fmt.container) as container:
+        container.metadata.update(metadata)
+        stream: tp.Any = container.add_stream(fmt.codec, rate=sample_rate)
+        stream.codec_context.layout = layout
+        stream.codec_context.format = fmt.sample_fmt
+        if bit_rate is not None:
+            stream.codec_context.bit_rate = bit_rate
+        stream.metadata.update(metadata)
+        for start in range(0, wav.shape[-1], _CHUNK):
+            array = _to_encoder_array(wav[:, start:start + _CHUNK], fmt.sample_fmt)
+            frame = av.AudioFrame.from_ndarray(array, format=fmt.sample_fmt, layout=layout)
+            frame.sample_rate = sample_rate
+            frame.time_base = Fraction(1, sample_rate)
+            frame.pts = start
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(str(path), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(str(path), os.O_RDONLY)
+    except OSError:  # e.g. Windows: directories cannot be opened
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_atomically(path: Path, write: tp.Callable[[Path], None]) -> None:
+    """Run `write(tmp)` on a hidden temporary file next to `path`, sync it, then rename it onto `path`.
+
+    On any failure (including KeyboardInterrupt) the temporary file is removed and `path` is left as it was.
+    """
+    tmp = path.with_name(f'.{path.name}.{secrets.token_hex(6)}.tmp')
+    try:
+        write(tmp)
+        _fsync_file(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def audio_write(stem_name: PathLike, wav: torch.Tensor, sample_rate: int, format: str = 'wav',
+                mp3_rate: int = 320, ogg_rate: int | None = None, normalize: bool = True, strategy: str = 'peak',
+                peak_clip_headroom_db: float = 1, rms_headroom_db: float = 18, loudness_headroom_db: float = 14,
+                loudness_compressor: bool = False, log_clipping: bool = True, make_parent_dir: bool = True,
+                add_suffix: bool = True, metadata: dict[str, tp.Any] | None = None) -> Path:
+    """Normalise `wav` float `[C, T]` (or `[T]`, mono) and write it to `stem_name` + '.' + `format`.
+
+    Formats: 'wav' (16-bit PCM, samples `rint(x * 32768)` clipped to int16), 'mp3' (LAME at `mp3_rate` kbps),
+    'ogg' (Opus, at `ogg_rate` kbps or the encoder default) and 'flac' (16-bit). MP3 and Opus accept only some
+    sample rates; other rates are resampled to the next one they accept (Opus files always decode at 48 kHz).
+    Normalisation arguments are those of `audio_utils.normalize_audio`. `metadata` tags are stored where the
+    container allows (wav keeps only standard RIFF INFO keys such as 'title', 'artist', 'comment'; mp3, ogg
+    and flac keep any key). The write is atomic (see the module docstring). Returns the path written.
+    """
+    if not isinstance(stem_name, (str, os.PathLike)):
+        raise TypeError(f"stem_name must be a str or os.PathLike, got {type(stem_name).__name__}")
+    if not isinstance(format, str) or format.lower() not in _FORMATS:
+        raise ValueError(f"unknown audio format {format!r}; allowed: {', '.join(_FORMATS)}")
+    fmt = _FORMATS[format.lower()]
+    wav = _check_float_clip(wav)
+    if wav.dim() == 1:
+        wav = wav[None]
+    sample_rate = _check_sample_rate(sample_rate)
+    if not 1 <= wav.shape[0] <= fmt.max_channels:
+        raise ValueError(f"format {format!r} takes 1 to {fmt.max_channels} channels, got wav of shape "
+                         f"{list(wav.shape)} ({wav.shape[0]} channels; wav must be [C, T])")
+    if wav.shape[-1] == 0:
+        raise ValueError("wav is empty (0 samples); nothing to write")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise TypeError(f"metadata must be a dict or None, got {type(metadata).__name__}")
+    tags = {str(key): str(value) for key, value in (metadata or {}).items()}
+    bit_rate = None
+    if fmt.codec == 'libmp3lame':
+        bit_rate = _check_positive_int(mp3_rate, 'mp3_rate') * 1000
+    elif fmt.codec == 'libopus' and ogg_rate is not None:
+        bit_rate = _check_positive_int(ogg_rate, 'ogg_rate') * 1000
+
+    wav = normalize_audio(wav.detach().cpu(), normalize, strategy, peak_clip_headroom_db, rms_headroom_db,
+                          loudness_headroom_db, loudness_compressor, log_clipping=log_clipping,
+                          sample_rate=sample_rate, stem_name=str(stem_name))
+    rate = _encoder_rate(fmt, sample_rate)
+    if rate != sample_rate:
+        wav = convert_audio(wav, sample_rate, rate, wav.shape[0])
+
+    path = Path(str(stem_name) + (fmt.suffix if add_suffix else ''))
+    if make_parent_dir:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    elif not path.parent.is_dir():
+        raise FileNotFoundError(errno.ENOENT, f"parent folder of '{path}' does not exist (make_parent_dir=False)",
+                                str(path.parent))
+    _write_atomically(path, lambda tmp: _encode_to(tmp, wav, rate, fmt, bit_rate, tags))
+    return path

@@ -1,0 +1,214 @@
+"""Waveform helpers: channel and sample-rate conversion, normalisation, PCM conversion.
+
+Waveforms are float tensors `[..., C, T]` (channels, then time). The normalisation functions work on a
+single clip `[C, T]` (a 1-D `[T]` clip is treated as mono and keeps its shape).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+
+import julius
+import torch
+
+from .loudness import integrated_loudness
+
+logger = logging.getLogger(__name__)
+
+NORMALIZATION_STRATEGIES = ('clip', 'peak', 'rms', 'loudness', 'none')
+
+
+# ------------------------------------------------------------------------------------------------ validation
+def _check_tensor(wav: object, name: str = 'wav') -> torch.Tensor:
+    if not isinstance(wav, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(wav).__name__}")
+    return wav
+
+
+def _check_float_clip(wav: object, name: str = 'wav') -> torch.Tensor:
+    """A finite floating point clip `[C, T]` or `[T]`."""
+    wav = _check_tensor(wav, name)
+    if not wav.dtype.is_floating_point:
+        raise TypeError(f"{name} must be a floating point tensor, got dtype {wav.dtype}")
+    if wav.dim() not in (1, 2):
+        raise ValueError(f"{name} must have shape [C, T] or [T], got {wav.dim()} dims with shape {list(wav.shape)}")
+    if wav.numel() and not bool(torch.isfinite(wav).all()):
+        raise ValueError(f"{name} contains NaN or infinite values; only finite samples can be normalized or written")
+    return wav
+
+
+def _check_sample_rate(sample_rate: object, name: str = 'sample_rate') -> int:
+    """A positive whole number of Hz (int, or a float with no fractional part)."""
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Real):
+        raise TypeError(f"{name} must be a positive integer (Hz), got {sample_rate!r}")
+    value = float(sample_rate)
+    if not math.isfinite(value) or value <= 0 or not value.is_integer():
+        raise ValueError(f"{name} must be a positive integer (Hz), got {sample_rate!r}")
+    return int(value)
+
+
+def _check_channels(channels: object, name: str = 'channels') -> int:
+    if isinstance(channels, bool) or not isinstance(channels, numbers.Integral) or int(channels) < 1:
+        raise ValueError(f"{name} must be a positive integer, got {channels!r}")
+    return int(channels)
+
+
+# ------------------------------------------------------------------------------------------------ conversion
+def convert_audio_channels(wav: torch.Tensor, channels: int = 2) -> torch.Tensor:
+    """Change the number of channels of `wav` `[..., C, T]` to `channels` -> `[..., channels, T]`.
+
+    Same count: unchanged. To mono: mean over channels. From mono: the channel is repeated. From more
+    channels than asked (not mono): the first `channels` are kept. Upmixing a non-mono signal is an error.
+    """
+    wav = _check_tensor(wav)
+    channels = _check_channels(channels)
+    if wav.dim() < 2:
+        raise ValueError(f"wav must have shape [..., C, T] (at least 2 dims), got shape {list(wav.shape)}")
+    src_channels = wav.shape[-2]
+    if src_channels == channels:
+        return wav
+    if channels == 1:
+        return wav.mean(dim=-2, keepdim=True)
+    if src_channels == 1:
+        return wav.expand(*wav.shape[:-2], channels, wav.shape[-1])
+    if src_channels > channels:
+        return wav[..., :channels, :]
+    raise ValueError(f"cannot convert {src_channels} channels to {channels}: only mono audio can be upmixed "
+                     f"(allowed: any count -> 1, 1 -> any count, N -> fewer than N)")
+
+
+def convert_audio(wav: torch.Tensor, from_rate: float, to_rate: float, to_channels: int) -> torch.Tensor:
+    """Convert `wav` `[..., C, T]` at `from_rate` Hz to `to_channels` channels at `to_rate` Hz.
+
+    Channels are converted first (see `convert_audio_channels`), then the signal is resampled with
+    `julius.resample_frac`. Returns `[..., to_channels, T']` with `T' = int(T * to_rate / from_rate)`.
+    """
+    from_rate = _check_sample_rate(from_rate, 'from_rate')
+    to_rate = _check_sample_rate(to_rate, 'to_rate')
+    wav = convert_audio_channels(wav, to_channels)
+    if from_rate == to_rate:
+        return wav
+    if not wav.dtype.is_floating_point:
+        raise TypeError(f"wav must be a floating point tensor to be resampled, got dtype {wav.dtype}")
+    return julius.resample_frac(wav, from_rate, to_rate)
+
+
+# ------------------------------------------------------------------------------------------------ normalization
+def _clip_wav(wav: torch.Tensor, log_clipping: bool = False, stem_name: str | None = None) -> torch.Tensor:
+    """Clamp to [-1, 1] (out of place), optionally logging how much was clipped."""
+    if log_clipping:
+        clipped = wav.abs() > 1
+        if bool(clipped.any()):
+            logger.warning("clipping %s: %.4f%% of the samples exceed 1 (peak %.4f); they are clamped to [-1, 1]",
+                           stem_name or 'audio', 100 * clipped.float().mean().item(), wav.abs().max().item())
+    return wav.clamp(-1, 1)
+
+
+def normalize_loudness(wav: torch.Tensor, sample_rate: int, loudness_headroom_db: float = 14,
+                       loudness_compressor: bool = False, energy_floor: float = 2e-3) -> torch.Tensor:
+    """Scale `wav` `[C, T]` (or `[T]`) so that its loudness is `-loudness_headroom_db` LKFS.
+
+    Loudness is the ITU-R BS.1770-4 integrated loudness (see `audiocraft.data.loudness`). A clip whose RMS is
+    below `energy_floor`, or whose blocks are all below the -70 LKFS gate, is returned unchanged. With
+    `loudness_compressor`, the scaled signal goes through `tanh` to soften peaks. Needs at least 0.4 s of
+    audio (one gating block). Returns a tensor of the same shape and dtype.
+    """
+    wav = _check_float_clip(wav)
+    sample_rate = _check_sample_rate(sample_rate)
+    energy = wav.pow(2).mean().sqrt().item() if wav.numel() else 0.0
+    if energy < energy_floor:
+        return wav
+    block = int(round(0.4 * sample_rate))
+    if wav.shape[-1] < block:
+        raise ValueError(f"loudness normalization needs at least 0.4 s of audio ({block} samples at {sample_rate} Hz), "
+                         f"got {wav.shape[-1]} samples")
+    clip = wav if wav.dim() == 2 else wav[None]
+    input_loudness_db = float(integrated_loudness(clip, sample_rate))
+    if not math.isfinite(input_loudness_db):  # every block gated out: too quiet (or only sub-38 Hz) to measure
+        return wav
+    gain = 10.0 ** ((-loudness_headroom_db - input_loudness_db) / 20.0)
+    output = wav * gain
+    if loudness_compressor:
+        output = torch.tanh(output)
+    return output
+
+
+def normalize_audio(wav: torch.Tensor, normalize: bool = True, strategy: str = 'peak',
+                    peak_clip_headroom_db: float = 1, rms_headroom_db: float = 18, loudness_headroom_db: float = 14,
+                    loudness_compressor: bool = False, log_clipping: bool = False, sample_rate: int | None = None,
+                    stem_name: str | None = None) -> torch.Tensor:
+    """Normalize `wav` `[C, T]` (or `[T]`) with one of `NORMALIZATION_STRATEGIES`; returns the same shape.
+
+    - 'peak': scale so the peak is `-peak_clip_headroom_db` dBFS (with `normalize=False`, only scale down).
+    - 'clip': clamp to +-(`-peak_clip_headroom_db` dBFS), no scaling.
+    - 'rms': scale so the RMS of the channel mean is `-rms_headroom_db` dBFS (with `normalize=False`, only
+      scale down), then clamp to [-1, 1].
+    - 'loudness': `normalize_loudness` to `-loudness_headroom_db` LKFS (needs `sample_rate`), then clamp.
+    - 'none' (or ''): unchanged apart from clamping to [-1, 1].
+    `normalize` only matters for 'peak' and 'rms'. Clamping is logged when `log_clipping` is set. An
+    all-zero clip is returned unchanged. The input tensor is never modified in place.
+    """
+    wav = _check_float_clip(wav)
+    if not isinstance(strategy, str) or strategy.lower() not in NORMALIZATION_STRATEGIES + ('',):
+        raise ValueError(f"unknown normalization strategy {strategy!r}; allowed: {', '.join(NORMALIZATION_STRATEGIES)}")
+    strategy = strategy.lower()
+    scale_peak = 10 ** (-peak_clip_headroom_db / 20)
+    scale_rms = 10 ** (-rms_headroom_db / 20)
+    if strategy == 'peak':
+        peak = wav.abs().max() if wav.numel() else wav.new_zeros(())
+        if peak.item() == 0:
+            return wav
+        rescaling = scale_peak / peak
+        if normalize or rescaling.item() < 1:
+            wav = wav * rescaling
+        return wav
+    if strategy == 'clip':
+        return wav.clamp(-scale_peak, scale_peak)
+    if strategy == 'rms':
+        mono = wav.mean(dim=0) if wav.dim() == 2 else wav
+        rms = mono.pow(2).mean().sqrt() if mono.numel() else mono.new_zeros(())
+        if rms.item() > 0:
+            rescaling = scale_rms / rms
+            if normalize or rescaling.item() < 1:
+                wav = wav * rescaling
+        return _clip_wav(wav, log_clipping=log_clipping, stem_name=stem_name)
+    if strategy == 'loudness':
+        if sample_rate is None:
+            raise ValueError("strategy='loudness' needs sample_rate (a positive integer in Hz), got None")
+        wav = normalize_loudness(wav, sample_rate, loudness_headroom_db, loudness_compressor)
+        return _clip_wav(wav, log_clipping=log_clipping, stem_name=stem_name)
+    return _clip_wav(wav, log_clipping=log_clipping, stem_name=stem_name)
+
+
+# ------------------------------------------------------------------------------------------------ PCM
+def f32_pcm(wav: torch.Tensor) -> torch.Tensor:
+    """PCM samples -> float32 in [-1, 1): int16 / 2**15, int32 / 2**31; floating point input is returned as is."""
+    wav = _check_tensor(wav)
+    if wav.dtype.is_floating_point:
+        return wav
+    if wav.dtype == torch.int16:
+        return wav.float() / 2 ** 15
+    if wav.dtype == torch.int32:
+        return (wav.double() / 2 ** 31).float()
+    raise TypeError(f"wav dtype must be floating point, int16 or int32, got {wav.dtype}")
+
+
+def i16_pcm(wav: torch.Tensor) -> torch.Tensor:
+    """Float samples in [-1, 1] -> int16 (`round(x * 2**15)`, or `round(x * (2**15 - 1))` when a sample would
+    overflow); int16 input is returned as is."""
+    wav = _check_tensor(wav)
+    if wav.dtype == torch.int16:
+        return wav
+    if not wav.dtype.is_floating_point:
+        raise TypeError(f"wav dtype must be floating point or int16, got {wav.dtype}")
+    if wav.numel() == 0:
+        return wav.to(torch.int16)
+    peak = wav.abs().max().item()
+    if not peak <= 1:
+        raise ValueError(f"float wav must lie in [-1, 1] to be converted to int16, got peak {peak}; "
+                         "normalize or clip it first")
+    candidate = (wav * 2 ** 15).round()
+    if candidate.max().item() >= 2 ** 15:
+        candidate = (wav * (2 ** 15 - 1)).round()
+    return candidate.to(torch.int16)
