@@ -157,7 +157,7 @@ def render_bach(bpm: float = 76.0) -> np.ndarray:
             for step, idx in enumerate((2, 3, 4, 2, 3, 4)):
                 events.append((start + (2 + step) * sixteenth, piano(notes[idx], 1.5 * sixteenth, 0.4)))
     last = len(BACH_BARS) * 16 * sixteenth
-    events.append((last, sum(piano(midi(n), 2.0, 0.3) for n in ('C3', 'C4', 'E4', 'G4', 'C5'))))
+    events.append((last, np.sum([piano(midi(n), 2.0, 0.3) for n in ('C3', 'C4', 'E4', 'G4', 'C5')], axis=0)))
     return fade_out(reverb(mix(events, last + 2.6)), 1.0)
 
 
