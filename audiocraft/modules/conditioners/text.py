@@ -1,0 +1,172 @@
+"""Text conditioners: a hashed look-up table (tests, debugging) and a frozen T5 encoder (MusicGen)."""
+from __future__ import annotations
+
+import logging
+import random
+import typing as tp
+import warnings
+
+import torch
+from torch import nn
+
+from .attributes import ConditionType
+from .base import TextConditioner
+from .tokenizers import NounsTokenizer, Tokenizer, WhiteSpaceTokenizer
+
+logger = logging.getLogger(__name__)
+
+
+def _check_texts(name: str, x: tp.Any) -> tp.List[tp.Optional[str]]:
+    if isinstance(x, str) or not isinstance(x, (list, tuple)) or len(x) == 0:
+        raise TypeError(f"{name} must be a non-empty list of str or None (one per sample), got {x!r}.")
+    for i, item in enumerate(x):
+        if item is not None and not isinstance(item, str):
+            raise TypeError(f"{name}[{i}] must be a str or None, got {type(item).__name__}.")
+    return list(x)
+
+
+class LUTConditioner(TextConditioner):
+    """Embedding table over hashed words (see :mod:`.tokenizers`), then ``output_proj``.
+
+    Args:
+        n_bins: number of hash buckets (rows of ``embed``).
+        dim: embedding width.
+        output_dim: width expected by the language model.
+        tokenizer: 'whitespace' or 'noun_split' (approximated without spaCy, see :mod:`.tokenizers`).
+        pad_idx: padding id.
+    """
+
+    TOKENIZERS = ("whitespace", "noun_split")
+
+    def __init__(self, n_bins: int, dim: int, output_dim: int, tokenizer: str, pad_idx: int = 0) -> None:
+        super().__init__(dim, output_dim)
+        self.embed = nn.Embedding(n_bins, dim)
+        self.tokenizer: Tokenizer
+        if tokenizer == "whitespace":
+            self.tokenizer = WhiteSpaceTokenizer(n_bins, pad_idx=pad_idx)
+        elif tokenizer == "noun_split":
+            warnings.warn("LUTConditioner(tokenizer='noun_split') keeps content words instead of spaCy nouns "
+                          "(spaCy is not used by this package).", stacklevel=2)
+            self.tokenizer = NounsTokenizer(n_bins, pad_idx=pad_idx)
+        else:
+            raise ValueError(f"tokenizer must be one of {list(self.TOKENIZERS)}, got {tokenizer!r}.")
+
+    def tokenize(self, x: tp.List[tp.Optional[str]]) -> tp.Tuple[torch.Tensor, torch.Tensor]:
+        """texts -> (tokens [B, L] int32, mask [B, L] int32) on the embedding's device."""
+        tokens, mask = self.tokenizer(_check_texts("x", x))
+        device = self.embed.weight.device
+        return tokens.to(device), mask.to(device)
+
+    def forward(self, inputs: tp.Tuple[torch.Tensor, torch.Tensor]) -> ConditionType:
+        """(tokens [B, L], mask [B, L]) -> (embeds [B, L, output_dim] zero where masked, mask [B, L])."""
+        tokens, mask = inputs
+        embeds = self.output_proj(self.embed(tokens))
+        return embeds * mask.unsqueeze(-1), mask
+
+
+class T5Conditioner(TextConditioner):
+    """Frozen (or fine-tuned) T5 encoder from Hugging Face transformers, then ``output_proj``.
+
+    The tokenizer and encoder are loaded with ``from_pretrained(name)`` (so ``HF_HUB_CACHE`` / ``HF_HUB_OFFLINE``
+    apply). Unless ``finetune``, the encoder is NOT a registered submodule: it stays out of ``state_dict()``,
+    ``parameters()``, ``.to()`` and ``.train()``, lives on ``device`` in eval mode and runs without gradients.
+
+    Args:
+        name: one of :attr:`MODELS`.
+        output_dim: width expected by the language model.
+        finetune: train the encoder (registers it as ``self.t5``).
+        device: device of the encoder and of the tokenized inputs.
+        autocast_dtype: dtype name for ``torch.autocast`` on non-CPU devices; None or a CPU device disables it.
+        word_dropout: in training mode, probability of dropping each space-separated word.
+        normalize_text: lower-case, strip punctuation and stop words before tokenizing. This approximates
+            Audiocraft's spaCy lemmatisation (spaCy is not a dependency; no lemmas, numbers kept as digits), so
+            results differ from Audiocraft's for models trained with it; a warning says so.
+    """
+
+    t5: tp.Any  # the transformers T5EncoderModel (a submodule only when finetune)
+
+    MODELS = ["t5-small", "t5-base", "t5-large", "t5-3b", "t5-11b",
+              "google/flan-t5-small", "google/flan-t5-base", "google/flan-t5-large",
+              "google/flan-t5-xl", "google/flan-t5-xxl"]
+    MODELS_DIMS = {
+        "t5-small": 512, "t5-base": 768, "t5-large": 1024, "t5-3b": 1024, "t5-11b": 1024,
+        "google/flan-t5-small": 512, "google/flan-t5-base": 768, "google/flan-t5-large": 1024,
+        "google/flan-t5-xl": 2048, "google/flan-t5-xxl": 4096,
+    }
+
+    def __init__(self, name: str, output_dim: int, finetune: bool, device: tp.Union[torch.device, str],
+                 autocast_dtype: tp.Optional[str] = "float32", word_dropout: float = 0.0,
+                 normalize_text: bool = False) -> None:
+        if name not in self.MODELS:
+            raise ValueError(f"Unknown T5 model name {name!r}; expected one of {self.MODELS}.")
+        if not 0.0 <= float(word_dropout) <= 1.0:
+            raise ValueError(f"word_dropout must be in [0, 1], got {word_dropout!r}.")
+        super().__init__(self.MODELS_DIMS[name], output_dim)
+        self.device = device
+        self.name = name
+        self.finetune = finetune
+        self.word_dropout = float(word_dropout)
+        device_type = torch.device(device).type
+        self._autocast_dtype: tp.Optional[torch.dtype] = None
+        if autocast_dtype is not None and device_type != "cpu":
+            dtype = getattr(torch, autocast_dtype, None)
+            if not isinstance(dtype, torch.dtype):
+                raise ValueError(f"autocast_dtype must name a torch dtype (e.g. 'float16'), got {autocast_dtype!r}.")
+            self._autocast_dtype = dtype
+        elif device_type != "cpu":
+            logger.warning("T5 runs without autocast on %s; this might lead to NaN.", device_type)
+        self._device_type = device_type
+
+        from transformers import T5EncoderModel, T5Tokenizer  # heavy: imported only when a T5 is built
+
+        previous = logging.root.manager.disable
+        logging.disable(logging.ERROR)  # transformers is noisy about unused decoder weights
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.t5_tokenizer = T5Tokenizer.from_pretrained(name)
+                t5 = T5EncoderModel.from_pretrained(name).train(mode=finetune)
+        finally:
+            logging.disable(previous)
+        if finetune:
+            self.t5 = t5
+        else:
+            # Kept outside the module tree: not saved in checkpoints, not moved by .to(), never trained.
+            self.__dict__["t5"] = t5.to(device)
+            t5.requires_grad_(False)
+
+        self.normalize_text = normalize_text
+        self.text_normalizer: tp.Optional[WhiteSpaceTokenizer] = None
+        if normalize_text:
+            warnings.warn("T5Conditioner(normalize_text=True) uses a light normaliser (lower case, no punctuation, "
+                          "no stop words) instead of Audiocraft's spaCy lemmatisation; texts may differ.",
+                          stacklevel=2)
+            self.text_normalizer = WhiteSpaceTokenizer(1, stopwords=True)
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(device_type=self._device_type, dtype=self._autocast_dtype,
+                              enabled=self._autocast_dtype is not None)
+
+    def tokenize(self, x: tp.List[tp.Optional[str]]) -> tp.Dict[str, torch.Tensor]:
+        """texts (None = no description) -> {'input_ids', 'attention_mask'} [B, L] int64, right-padded to the
+        longest text of the batch; rows of None / empty texts have an all-zero attention mask."""
+        entries: tp.List[str] = [t if t is not None else "" for t in _check_texts("x", x)]
+        if self.text_normalizer is not None:
+            entries = [t or "" for t in self.text_normalizer.normalize(list(entries))]
+        if self.word_dropout > 0.0 and self.training:
+            entries = [" ".join(w for w in t.split(" ") if random.random() >= self.word_dropout) for t in entries]
+        empty = [i for i, t in enumerate(entries) if t == ""]
+        encoded = self.t5_tokenizer(entries, return_tensors="pt", padding=True)
+        inputs = {"input_ids": encoded["input_ids"].to(self.device),
+                  "attention_mask": encoded["attention_mask"].to(self.device)}
+        if empty:
+            inputs["attention_mask"][empty, :] = 0
+        return inputs
+
+    def forward(self, inputs: tp.Mapping[str, torch.Tensor]) -> ConditionType:
+        """{'input_ids', 'attention_mask'} [B, L] -> (embeds [B, L, output_dim] zero on padding, mask [B, L] int64)."""
+        mask = inputs["attention_mask"]
+        with torch.set_grad_enabled(self.finetune), self._autocast():
+            hidden = self.t5(**inputs).last_hidden_state  # [B, L, dim]
+        embeds = self.output_proj(hidden.to(self.output_proj.weight))
+        return embeds * mask.unsqueeze(-1), mask
