@@ -205,3 +205,9 @@ def test_fuser_errors():
         fuser(torch.zeros(2, 6, 4), conditions())
     with pytest.raises(ValueError, match=r"fused by 'sum' and must have the input's shape \[2, 6, 4\]"):
         ConditionFuser({"sum": ["description"]})(torch.zeros(2, 6, 4), {"description": conditions()["description"]})
+
+
+def test_attribute_dropout_accepts_config_mappings():
+    from omegaconf import OmegaConf
+    module = AttributeDropout(OmegaConf.create({"text": {}, "wav": {"self_wav": 1.0}}))
+    assert module.p == {"text": {}, "wav": {"self_wav": 1.0}}

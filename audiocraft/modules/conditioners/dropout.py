@@ -5,6 +5,7 @@ their decisions from their own seeded ``torch.Generator``, leaving the global RN
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from copy import deepcopy
 import typing as tp
 
@@ -55,7 +56,7 @@ class AttributeDropout(DropoutModule):
 
     def __init__(self, p: tp.Dict[str, tp.Dict[str, float]], active_on_eval: bool = False, seed: int = 1234) -> None:
         super().__init__(seed=seed)
-        if not isinstance(p, dict):
+        if not isinstance(p, Mapping):
             raise TypeError(f"p must be a dict {{kind: {{attribute: probability}}}}, got {type(p).__name__}.")
         self.active_on_eval = active_on_eval
         self.p: tp.Dict[str, tp.Dict[str, float]] = {}

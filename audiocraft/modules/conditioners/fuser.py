@@ -12,20 +12,6 @@ from ..streaming import StreamingModule, StreamingState
 from .attributes import ConditionType
 
 
-def _sin_embedding(positions: torch.Tensor, dim: int, max_period: float = 10000.0,
-                   dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Sinusoidal embedding (cosines then sines) of positions [B, T, 1] -> [B, T, dim]; the formula of
-    ``audiocraft.modules.transformer.create_sin_embedding``."""
-    if dim % 2 != 0:
-        raise ValueError(f"The sinusoidal embedding needs an even dimension, got {dim}.")
-    half = dim // 2
-    positions = positions.to(dtype)
-    index = torch.arange(half, device=positions.device, dtype=dtype).view(1, 1, -1)
-    period = torch.full([], max_period, device=positions.device, dtype=dtype)
-    phase = positions / (period ** (index / (half - 1)))
-    return torch.cat([torch.cos(phase), torch.sin(phase)], dim=-1)
-
-
 @dataclass
 class _FuserState(StreamingState):
     """Number of LM steps already fused per batch item [B] int64; its presence means the prefix was prepended."""
@@ -107,7 +93,9 @@ class ConditionFuser(StreamingModule[_FuserState]):
 
         if self.cross_attention_pos_emb and cross is not None:
             positions = torch.arange(cross.shape[1], device=cross.device).view(1, -1, 1)
-            pos_emb = _sin_embedding(positions, cross.shape[-1]).to(cross.dtype)
+            from ..transformer import create_sin_embedding  # the LM's own positional embedding
+
+            pos_emb = create_sin_embedding(positions, cross.shape[-1]).to(cross.dtype)
             cross = cross + self.cross_attention_pos_emb_scale * pos_emb
 
         if self._is_streaming:

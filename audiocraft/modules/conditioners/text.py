@@ -76,7 +76,8 @@ class T5Conditioner(TextConditioner):
         output_dim: width expected by the language model.
         finetune: train the encoder (registers it as ``self.t5``).
         device: device of the encoder and of the tokenized inputs.
-        autocast_dtype: dtype name for ``torch.autocast`` on non-CPU devices; None or a CPU device disables it.
+        autocast_dtype: dtype name for ``torch.autocast`` on non-CPU devices ('float16', 'bfloat16'); None,
+            'float32' or a CPU device run without autocast.
         word_dropout: in training mode, probability of dropping each space-separated word.
         normalize_text: lower-case, strip punctuation and stop words before tokenizing. This approximates
             Audiocraft's spaCy lemmatisation (spaCy is not a dependency; no lemmas, numbers kept as digits), so
@@ -112,7 +113,8 @@ class T5Conditioner(TextConditioner):
             dtype = getattr(torch, autocast_dtype, None)
             if not isinstance(dtype, torch.dtype):
                 raise ValueError(f"autocast_dtype must name a torch dtype (e.g. 'float16'), got {autocast_dtype!r}.")
-            self._autocast_dtype = dtype
+            # float32 autocast is no autocast (and torch warns that CUDA does not support it): leave it off.
+            self._autocast_dtype = None if dtype == torch.float32 else dtype
         elif device_type != "cpu":
             logger.warning("T5 runs without autocast on %s; this might lead to NaN.", device_type)
         self._device_type = device_type
