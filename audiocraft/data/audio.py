@@ -122,15 +122,18 @@ def _frame_start(frame: tp.Any, stream: tp.Any, sample_rate: int) -> int | None:
     return int(round(seconds * sample_rate))
 
 
-def _decode(fp: Path, first: int, count: int, seek: bool) -> tuple[list[torch.Tensor], int, int, bool]:
-    """Decode samples [first, first + count) (count < 0: to the end) -> (chunks, sample_rate, channels, ok).
+def _decode(fp: Path, seek_time: float, duration: float,
+            seek: bool) -> tuple[list[torch.Tensor], int, int, bool]:
+    """Decode `duration` s (<= 0: to the end) from `seek_time` s -> (chunks `[C, n]`, sample_rate, channels, ok).
 
-    `ok` is False when a seek landed after `first` (then the caller decodes again without seeking).
+    `ok` is False when a seek landed after the first wanted sample (then decode again without seeking).
     """
     container, stream = _open_audio(fp)
     with container:
         sample_rate = int(stream.codec_context.sample_rate)
         channels = int(stream.codec_context.channels)
+        first = int(seek_time * sample_rate)
+        count = int(duration * sample_rate) if duration > 0 else -1
         # Seek 0.1 s early (decoders need some context); near the start, decode from the start instead.
         target = first / sample_rate - 0.1
         seek = seek and target > 0 and stream.time_base is not None
@@ -170,18 +173,15 @@ def audio_read(filepath: PathLike, seek_time: float = 0., duration: float = -1.,
             raise ValueError(f"{name} must be a finite number of seconds, got {value!r}")
     if seek_time < 0:
         raise ValueError(f"seek_time must be >= 0 seconds, got {seek_time!r}")
-    info_rate = audio_info(fp).sample_rate
-    first = int(seek_time * info_rate)
-    count = int(duration * info_rate) if duration > 0 else -1
-    chunks, sample_rate, channels, ok = _decode(fp, first, count, seek=True)
+    chunks, sample_rate, channels, ok = _decode(fp, seek_time, duration, seek=True)
     if not ok:
-        chunks, sample_rate, channels, _ = _decode(fp, first, count, seek=False)
+        chunks, sample_rate, channels, _ = _decode(fp, seek_time, duration, seek=False)
     if chunks:
         wav = f32_pcm(torch.cat(chunks, dim=-1))
     else:
         wav = torch.zeros(channels, 0)
-    if count >= 0:
-        wav = wav[:, :count]
+    if duration > 0:
+        wav = wav[:, :int(duration * sample_rate)]
     if pad and duration > 0:
         wav = F.pad(wav, (0, int(duration * sample_rate) - wav.shape[-1]))
     return wav.float().contiguous(), sample_rate
@@ -325,7 +325,7 @@ def audio_write(stem_name: PathLike, wav: torch.Tensor, sample_rate: int, format
     elif fmt.codec == 'libopus' and ogg_rate is not None:
         bit_rate = _check_positive_int(ogg_rate, 'ogg_rate') * 1000
 
-    wav = normalize_audio(wav.detach().cpu(), normalize, strategy, peak_clip_headroom_db, rms_headroom_db,
+    wav = normalize_audio(wav.detach().cpu().float(), normalize, strategy, peak_clip_headroom_db, rms_headroom_db,
                           loudness_headroom_db, loudness_compressor, log_clipping=log_clipping,
                           sample_rate=sample_rate, stem_name=str(stem_name))
     rate = _encoder_rate(fmt, sample_rate)

@@ -285,3 +285,12 @@ def test_write_errors(kwargs, exc, match, tmp_path):
     with pytest.raises(exc, match=match):
         audio_write(**args)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_write_accepts_half_precision_and_grad(tmp_path):
+    wav = (_signal(1, 0.2) * 0.5).requires_grad_()
+    ref_path = audio_write(tmp_path / 'ref', wav, SR, strategy='none')
+    for dtype in (torch.float16, torch.bfloat16):
+        path = audio_write(tmp_path / str(dtype), wav.detach().to(dtype), SR, strategy='none')
+        out, _ = audio_read(path)
+        assert (out - audio_read(ref_path)[0]).abs().max().item() < 5e-3
