@@ -127,7 +127,7 @@ def test_bad_inputs():
     with pytest.raises(TypeError, match="expects a WavCondition, got Tensor"):
         conditioner.tokenize(wav)
     with pytest.raises(NotImplementedError, match="eval_wavs"):
-        make_conditioner(eval_wavs="/some/folder")
+        make_conditioner(eval_wavs="eval_folder")
     with pytest.warns(UserWarning, match="ignores cache_path"):
         make_conditioner(cache_path="cache")
     with pytest.raises(ValueError, match="duration must be a positive number of seconds, got 0"):

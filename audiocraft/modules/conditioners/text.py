@@ -78,7 +78,8 @@ class T5Conditioner(TextConditioner):
         device: device of the encoder and of the tokenized inputs.
         autocast_dtype: dtype name for ``torch.autocast`` on non-CPU devices ('float16', 'bfloat16'); None,
             'float32' or a CPU device run without autocast.
-        word_dropout: in training mode, probability of dropping each space-separated word.
+        word_dropout: in training mode, probability of dropping each space-separated word (drawn from Python's
+            ``random`` module, as Audiocraft does).
         normalize_text: lower-case, strip punctuation and stop words before tokenizing. This approximates
             Audiocraft's spaCy lemmatisation (spaCy is not a dependency; no lemmas, numbers kept as digits), so
             results differ from Audiocraft's for models trained with it; a warning says so.
