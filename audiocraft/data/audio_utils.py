@@ -39,7 +39,9 @@ def _check_float_clip(wav: object, name: str = 'wav') -> torch.Tensor:
 
 
 def _check_sample_rate(sample_rate: object, name: str = 'sample_rate') -> int:
-    """A positive whole number of Hz (int, or a float with no fractional part)."""
+    """A positive whole number of Hz (int, a float with no fractional part, or a one-element tensor of those)."""
+    if isinstance(sample_rate, torch.Tensor) and sample_rate.numel() == 1:
+        sample_rate = sample_rate.item()
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Real):
         raise TypeError(f"{name} must be a positive integer (Hz), got {sample_rate!r}")
     value = float(sample_rate)

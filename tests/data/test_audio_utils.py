@@ -183,6 +183,7 @@ def test_convert_audio_matches_julius_and_golden():
     assert out.shape == (2, 1, 3200)
     torch.testing.assert_close(out, julius.resample_frac(wav.mean(dim=1, keepdim=True), 16000, 32000))
     assert convert_audio(wav, 16000, 16000.0, 2) is wav
+    torch.testing.assert_close(convert_audio(wav, torch.tensor(16000), 32000, 1), out)
     g = load_golden('generate_continuation')  # official convert_audio of the continuation prompt: bit exact
     assert torch.equal(convert_audio(g['prompt_wav'], g['meta']['prompt_sr'], 32000, 1), g['prompt_wav_32k'])
 
