@@ -1,0 +1,20 @@
+"""Fixtures of the training tests: one synthesised music folder and one token cache for the whole session."""
+from pathlib import Path
+
+import pytest
+
+from .synth import make_music_folder
+
+
+@pytest.fixture(scope="session")
+def music_folder(tmp_path_factory) -> Path:
+    """4 one-second mono 32 kHz tracks with .txt descriptions (segments of 1 s always start at 0)."""
+    folder = tmp_path_factory.mktemp("music")
+    make_music_folder(folder, count=4, seconds=1.0, sample_rate=32000)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def codes_cache(tmp_path_factory) -> Path:
+    """Shared EnCodec token cache: each track is encoded once for all the tests."""
+    return tmp_path_factory.mktemp("codes_cache")
