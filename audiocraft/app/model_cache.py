@@ -1,0 +1,78 @@
+"""Lazy, thread-safe model loading for the apps: one model in memory at a time."""
+from __future__ import annotations
+
+import contextlib
+import gc
+import threading
+import typing as tp
+
+from .errors import AppError
+
+if tp.TYPE_CHECKING:  # pragma: no cover
+    from ..models.musicgen import MusicGen
+
+Loader = tp.Callable[[str], "MusicGen"]
+
+
+class ModelCache:
+    """Loads a model the first time it is asked for and keeps it until another one is asked for.
+
+    MusicGen checkpoints take gigabytes, so only the last model stays in memory. ``use(name)`` is a context
+    manager holding a lock for the whole generation: the model's generation parameters and progress
+    callback are per-model state, so two requests must not interleave on the same model.
+
+    Args:
+        device: ``'cuda'``, ``'cpu'`` or None (cuda when available).
+        stem_separation: passed to ``MusicGen.get_pretrained`` (melody models isolate the melody with demucs).
+        loader: replaces ``MusicGen.get_pretrained`` (tests use it to count loads or inject a stand-in).
+    """
+
+    def __init__(self, device: tp.Optional[str] = None, stem_separation: bool = True,
+                 loader: tp.Optional[Loader] = None) -> None:
+        self.device = device
+        self.stem_separation = stem_separation
+        self._loader = loader
+        self._lock = threading.RLock()
+        self._name: tp.Optional[str] = None
+        self._model: tp.Optional["MusicGen"] = None
+        self.loads = 0
+
+    @property
+    def loaded_name(self) -> tp.Optional[str]:
+        """Name of the model in memory (None before the first request)."""
+        return self._name
+
+    def _load(self, name: str) -> "MusicGen":
+        if self._loader is not None:
+            return self._loader(name)
+        from ..models.musicgen import MusicGen  # lazy: keeps `import audiocraft.app` light
+
+        return MusicGen.get_pretrained(name, device=self.device, stem_separation=self.stem_separation)
+
+    def _get(self, name: str) -> "MusicGen":
+        if self._name != name or self._model is None:
+            # Free the previous model before loading the next one: two large models may not fit together.
+            self._model = None
+            self._name = None
+            gc.collect()
+            try:
+                import torch
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+            except ImportError:  # pragma: no cover - torch is a hard dependency
+                pass
+            try:
+                model = self._load(name)
+            except Exception as exc:  # noqa: BLE001 - any loading failure becomes a message in the page
+                first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise AppError(f"Could not load the model '{name}': {first_line}") from exc
+            self._model = model
+            self._name = name
+            self.loads += 1
+        return self._model
+
+    @contextlib.contextmanager
+    def use(self, name: str) -> tp.Iterator["MusicGen"]:
+        """Hold the model ``name`` (loading it if needed) for the duration of the ``with`` block."""
+        with self._lock:
+            yield self._get(name)

@@ -1,0 +1,84 @@
+"""The batched MusicGen app (``app_batched.py``): one fixed melody model, requests queued and run in batches.
+
+Each click first runs a quick per-user check (so one user's bad input shows an error to that user only),
+then joins the batched generation event (``batch=True``): gradio gathers up to ``max_batch_size`` waiting
+requests into one ``generate_with_chroma`` call.
+"""
+from __future__ import annotations
+
+import logging
+import typing as tp
+
+import gradio as gr
+
+from .errors import AppError
+from .handlers import generate_batch, validate_batch_item
+from .model_cache import ModelCache
+from .outputs import OutputFolder
+from .ui import unexpected_error
+
+logger = logging.getLogger(__name__)
+
+INTRO = """# MusicGen (batched)
+Text-to-music with {model}: requests are queued and generated together in batches of up to {batch}.
+Describe the music and/or upload or record a melody to follow. Each clip is {duration:g} s long."""
+OFFLINE_NOTE = ("**Offline demo:** tiny random-weight test checkpoints are loaded; "
+                "the audio is noise, not music.")
+
+
+def make_check(duration: float) -> tp.Callable[[str, tp.Optional[str]], None]:
+    """The per-user check run before a request joins the batch queue."""
+
+    def check(text: str, melody: tp.Optional[str]) -> None:
+        try:
+            validate_batch_item(text, melody, duration)
+        except AppError as exc:
+            raise gr.Error(str(exc)) from exc
+
+    return check
+
+
+def make_predict_batched(cache: ModelCache, output: OutputFolder, model_name: str, duration: float
+                         ) -> tp.Callable[[tp.List[str], tp.List[tp.Optional[str]]], tp.List[tp.List[str]]]:
+    """The batched handler: lists of texts and melody paths -> ``[list of audio paths]``."""
+
+    def predict_batched(texts: tp.List[str], melodies: tp.List[tp.Optional[str]]) -> tp.List[tp.List[str]]:
+        logger.info("generating a batch of %d", len(texts))
+        try:
+            items = [validate_batch_item(text, melody, duration) for text, melody in zip(texts, melodies)]
+            wavs, sample_rate = generate_batch(cache, model_name, [t for t, _ in items], [m for _, m in items],
+                                               duration)
+            return [[str(output.write_audio(wav, sample_rate)) for wav in wavs]]
+        except AppError as exc:
+            raise gr.Error(str(exc)) from exc
+        except Exception as exc:  # noqa: BLE001 - keep serving; show what happened
+            raise unexpected_error(exc) from exc
+
+    return predict_batched
+
+
+def build_batched_app(cache: ModelCache, output: OutputFolder, *, model_name: str, duration: float,
+                      max_batch_size: int = 12, offline: bool = False) -> gr.Blocks:
+    """Build the batched app (call ``.queue(...).launch(...)`` on the result)."""
+    if max_batch_size < 1:
+        raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}.")
+    check = make_check(duration)
+    predict = make_predict_batched(cache, output, model_name, duration)
+    with gr.Blocks(title="MusicGen (batched)", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
+        intro = INTRO.format(model=model_name, batch=max_batch_size, duration=duration)
+        gr.Markdown(intro + ("\n\n" + OFFLINE_NOTE if offline else ""))
+        with gr.Row():
+            with gr.Column():
+                text = gr.Textbox(label="Describe your music", lines=2, elem_id="prompt",
+                                  placeholder="e.g. An 80s driving pop song with heavy drums")
+                melody = gr.Audio(sources=["upload", "microphone"], type="filepath", elem_id="melody",
+                                  label="Melody to follow (optional)")
+                submit = gr.Button("Generate", variant="primary", elem_id="generate")
+            with gr.Column():
+                audio_out = gr.Audio(label="Generated music", type="filepath", interactive=False,
+                                     elem_id="output_audio")
+        submit.click(check, inputs=[text, melody], outputs=None, concurrency_limit=None, api_name="check") \
+            .success(predict, inputs=[text, melody], outputs=[audio_out], batch=True,
+                     max_batch_size=max_batch_size, concurrency_limit=1, concurrency_id="generate",
+                     api_name="predict")
+    return demo

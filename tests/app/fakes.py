@@ -1,0 +1,64 @@
+"""A stand-in for MusicGen with the facade's API: instant, deterministic, records how it was called."""
+import math
+import types
+import typing as tp
+
+import torch
+
+
+class FakeMusicGen:
+    """Generates a 440 Hz sine of the requested duration; ``calls`` records (method, texts, melodies)."""
+
+    sample_rate = 32000
+    audio_channels = 1
+    frame_rate = 50
+    max_duration = 30.0
+
+    def __init__(self, name: str = "facebook/musicgen-melody", melody: tp.Optional[bool] = None) -> None:
+        self.name = name
+        melody = "melody" in name if melody is None else melody
+        conditioners = {"description": object()}
+        if melody:
+            conditioners["self_wav"] = object()
+        self.lm = types.SimpleNamespace(condition_provider=types.SimpleNamespace(conditioners=conditioners))
+        self.params: tp.Dict[str, tp.Any] = {}
+        self.callback: tp.Optional[tp.Callable[[int, int], tp.Any]] = None
+        self.calls: tp.List[tp.Tuple[str, tp.Any, tp.Any]] = []
+
+    def set_generation_params(self, **params: tp.Any) -> None:
+        if params.get("temperature", 1.0) <= 0:
+            raise ValueError(f"temperature must be > 0, got {params['temperature']}.")
+        self.params = params
+
+    def set_custom_progress_callback(self, callback: tp.Optional[tp.Callable[[int, int], tp.Any]]) -> None:
+        self.callback = callback
+
+    def _audio(self, batch: int) -> torch.Tensor:
+        length = int(self.params["duration"] * self.frame_rate)
+        if self.callback is not None:
+            for step in range(1, length + 1):
+                self.callback(step, length)
+        t = torch.arange(length * self.sample_rate // self.frame_rate) / self.sample_rate
+        return (0.5 * torch.sin(2 * math.pi * 440 * t)).expand(batch, 1, -1).clone()
+
+    def generate(self, descriptions: tp.List[tp.Optional[str]]) -> torch.Tensor:
+        self.calls.append(("generate", list(descriptions), None))
+        return self._audio(len(descriptions))
+
+    def generate_with_chroma(self, descriptions: tp.List[tp.Optional[str]], melody_wavs: tp.Any,
+                             melody_sample_rate: int) -> torch.Tensor:
+        if "self_wav" not in self.lm.condition_provider.conditioners:
+            raise ValueError("no melody conditioner")
+        self.calls.append(("generate_with_chroma", list(descriptions), (melody_wavs, melody_sample_rate)))
+        return self._audio(len(descriptions))
+
+
+def fake_loader(loaded: tp.Optional[tp.List[str]] = None) -> tp.Callable[[str], FakeMusicGen]:
+    """A ModelCache loader making FakeMusicGen models; appends each loaded name to ``loaded``."""
+    def load(name: str) -> FakeMusicGen:
+        if "missing" in name:
+            raise RuntimeError(f"Repository {name} not found in the offline cache\nmore details")
+        if loaded is not None:
+            loaded.append(name)
+        return FakeMusicGen(name)
+    return load

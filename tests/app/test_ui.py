@@ -1,0 +1,100 @@
+"""The gradio layer without a browser: handlers raise gr.Error with the page message, pages build."""
+import math
+
+import pytest
+import torch
+
+from audiocraft.app.launch import build_parser
+from audiocraft.app.model_cache import ModelCache
+from audiocraft.app.outputs import OutputFolder
+from audiocraft.data.audio import audio_info, audio_write
+
+from .fakes import fake_loader
+
+gr = pytest.importorskip("gradio", reason="gradio (the 'app' extra) is not installed")
+
+from audiocraft.app.ui import build_app, make_predict  # noqa: E402
+from audiocraft.app.ui_batched import build_batched_app, make_check, make_predict_batched  # noqa: E402
+
+MODELS = ("facebook/musicgen-melody", "facebook/musicgen-small")
+
+
+@pytest.fixture
+def cache():
+    return ModelCache(loader=fake_loader())
+
+
+def test_predict_returns_file_and_picture(cache, tmp_path):
+    predict = make_predict(cache, OutputFolder(tmp_path), MODELS)
+    path, picture = predict("facebook/musicgen-small", "lofi", None, 2, 250, 0.0, 1.0, 3.0)
+    info = audio_info(path)
+    assert (info.sample_rate, info.channels, info.duration) == (32000, 1, 2.0)
+    assert picture.size == (800, 200)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("facebook/musicgen-small", "", None, 2, 250, 0.0, 1.0, 3.0), "Enter a description"),
+    (("facebook/musicgen-small", "x", None, 500, 250, 0.0, 1.0, 3.0), "Duration"),
+    (("facebook/musicgen-large", "x", None, 2, 250, 0.0, 1.0, 3.0), "Unknown model"),
+])
+def test_predict_user_errors_are_gr_errors(cache, tmp_path, args, message):
+    predict = make_predict(cache, OutputFolder(tmp_path), MODELS)
+    with pytest.raises(gr.Error, match=message):
+        predict(*args)
+
+
+def test_predict_unexpected_failure_is_readable(tmp_path):
+    def broken(name):
+        model = fake_loader()(name)
+        model.generate = lambda texts: torch.zeros(1, 1, 0)  # audio_write refuses empty audio
+        return model
+
+    predict = make_predict(ModelCache(loader=broken), OutputFolder(tmp_path), MODELS)
+    with pytest.raises(gr.Error, match=r"Generation failed \(ValueError: wav is empty.*The server is still "
+                                       r"running"):
+        predict("facebook/musicgen-small", "x", None, 1, 250, 0.0, 1.0, 3.0)
+
+
+def test_batched_handlers(cache, tmp_path):
+    t = torch.arange(8000) / 8000
+    melody = str(audio_write(tmp_path / "m", 0.5 * torch.sin(2 * math.pi * 220 * t)[None], 8000))
+    check = make_check(1.0)
+    check("a song", None)
+    check("", melody)
+    with pytest.raises(gr.Error, match="Enter a description of the music to generate, or upload a melody"):
+        check("  ", None)
+    bad = tmp_path / "bad.mp3"
+    bad.write_bytes(b"\x00garbage" * 50)
+    with pytest.raises(gr.Error, match="Could not read the melody file 'bad.mp3'"):
+        check("x", str(bad))
+    predict = make_predict_batched(cache, OutputFolder(tmp_path / "out"), "facebook/musicgen-melody", 1.0)
+    (paths,) = predict(["a", "", "c"], [None, melody, None])
+    assert len(paths) == 3
+    assert {audio_info(p).duration for p in paths} == {1.0}
+
+
+def _elem_ids(demo):
+    return {c.elem_id for c in demo.blocks.values() if getattr(c, "elem_id", None)}
+
+
+def test_pages_build(cache, tmp_path):
+    demo = build_app(cache, OutputFolder(tmp_path), models=MODELS, default_model=MODELS[1], offline=True)
+    assert {"prompt", "melody", "generate", "model", "duration", "top_k", "top_p", "temperature", "cfg_coef",
+            "output_audio", "waveform"} <= _elem_ids(demo)
+    fns = {fn.api_name: fn for fn in demo.fns.values()}
+    assert fns["predict"].concurrency_limit == 1
+    batched = build_batched_app(cache, OutputFolder(tmp_path), model_name=MODELS[0], duration=1.0)
+    fns = {fn.api_name: fn for fn in batched.fns.values()}
+    assert fns["predict"].batch and fns["predict"].max_batch_size == 12
+    assert fns["predict"].concurrency_limit == 1
+    with pytest.raises(ValueError, match="default_model must be one of"):
+        build_app(cache, OutputFolder(tmp_path), models=MODELS, default_model="facebook/musicgen-large")
+
+
+def test_command_line_flags():
+    args = build_parser().parse_args([])
+    assert (args.listen, args.server_port, args.share, args.inbrowser) == ("127.0.0.1", None, False, False)
+    assert (args.concurrency_limit, args.max_queue_size, args.offline_demo) == (1, 64, False)
+    args = build_parser(batched=True).parse_args(["--listen", "0.0.0.0", "--server_port", "9000", "--share"])
+    assert (args.listen, args.server_port, args.share) == ("0.0.0.0", 9000, True)
+    assert (args.model, args.max_batch_size, args.duration) == ("facebook/musicgen-melody", 12, None)
