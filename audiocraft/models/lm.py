@@ -343,8 +343,8 @@ class LMModel(StreamingModule):
         if start is None:
             raise ValueError(f"The pattern has no step for timestep {start_offset}.")
         total = sequence.shape[-1]
-        first_tensors = cfg_conditions[0] if isinstance(cfg_conditions, tuple) else cfg_conditions
-        capacity = self._prefix_length(first_tensors) + total
+        branches = cfg_conditions if isinstance(cfg_conditions, tuple) else (cfg_conditions,)
+        capacity = max(self._prefix_length(tensors) for tensors in branches) + total  # KV cache steps
 
         with self.streaming():
             null_branch = _NullBranch(self)

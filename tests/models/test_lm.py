@@ -171,6 +171,24 @@ def test_streaming_state_reset_after_callback_error(debug_lm):
     assert debug_lm.generate(None, _texts(1), max_gen_len=3).shape == (1, 4, 3)
 
 
+@pytest.mark.parametrize("two_step", [False, True])
+def test_generate_allocates_each_kv_cache_once(debug_lm, monkeypatch, two_step):
+    from audiocraft.modules.transformer import StreamingMultiheadAttention
+
+    made = []
+    original = StreamingMultiheadAttention._new_cache
+
+    def spy(self, batch_size, capacity, device, dtype):
+        made.append((batch_size, capacity))
+        return original(self, batch_size, capacity, device, dtype)
+    monkeypatch.setattr(StreamingMultiheadAttention, "_new_cache", spy)
+    debug_lm.generate(None, _texts(2), max_gen_len=9, two_step_cfg=two_step)
+    layers = len(debug_lm.transformer.layers)
+    # 9 + 3 delays + 1 initial step; one cache per layer (per branch with two-step), never regrown
+    expected = [(2, 13)] * (2 * layers) if two_step else [(4, 13)] * layers
+    assert made == expected
+
+
 def test_greedy_generation_agrees_with_full_forward(debug_lm):
     """Streaming decode (KV cache, cross K/V projected once) == a full forward over the final sequence."""
     conditions = _texts(2)
