@@ -17,7 +17,8 @@ import json  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# One intra-op thread: the tiny test models are far faster that way, and results do not depend on it.
+torch.set_num_threads(1)
 
 
 def load_golden(name: str) -> dict:
@@ -36,3 +37,23 @@ def golden():
 @pytest.fixture(scope="session")
 def hf_cache_dir() -> Path:
     return HF_CACHE_DIR
+
+
+FAKES_DIR = Path(__file__).parent / "fakes"
+
+
+@pytest.fixture(scope="session")
+def fake_demucs_module():
+    """Put the documented demucs stand-in (stems = 0.5 * mix) first on sys.path for the whole session."""
+    import sys
+
+    saved = {k: v for k, v in sys.modules.items() if k == "demucs" or k.startswith("demucs.")}
+    for key in saved:
+        del sys.modules[key]
+    sys.path.insert(0, str(FAKES_DIR))
+    import demucs  # noqa: F401
+    yield demucs
+    sys.path.remove(str(FAKES_DIR))
+    for key in [k for k in sys.modules if k == "demucs" or k.startswith("demucs.")]:
+        del sys.modules[key]
+    sys.modules.update(saved)

@@ -212,7 +212,11 @@ class MusicGen(BaseGenModel):
     def _steps(self, gen_len: int, prompt_len: int) -> int:
         """Number of LM decoding steps to go from ``prompt_len`` to ``gen_len`` frames."""
         pattern = self.lm.pattern_provider.get_pattern(gen_len)
-        return pattern.num_sequence_steps - pattern.get_first_step_with_timesteps(prompt_len)
+        # The sequence has num_sequence_steps + 1 positions (position 0 is the all-special start step).
+        first_step = pattern.get_first_step_with_timesteps(prompt_len)
+        if first_step is None:
+            raise ValueError(f"A prompt of {prompt_len} frames leaves nothing to generate in {gen_len} frames.")
+        return pattern.num_sequence_steps + 1 - first_step
 
     def _generate_tokens(self, attributes: tp.List[ConditioningAttributes],
                          prompt_tokens: tp.Optional[torch.Tensor], progress: bool = False) -> torch.Tensor:
