@@ -95,16 +95,20 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
         cfg = config_from_args(args).validate(world_size)
     except (TypeError, ValueError) as err:
         parser.error(str(err))
+    import torch.distributed as dist
+
     from .data import TrainError
     from .distributed import cleanup_distributed
     from .solver import train
+    owns_process_group = not (dist.is_available() and dist.is_initialized())
     try:
         result = train(cfg)
     except TrainError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
     finally:
-        cleanup_distributed()
+        if owns_process_group:  # leave a group set up by the caller alone
+            cleanup_distributed()
     if rank == 0 and result.exported:
         print(f"Fine-tuned model written to {result.exported}; load it with "
               f"MusicGen.get_pretrained({result.exported!r}).")

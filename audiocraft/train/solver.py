@@ -110,6 +110,7 @@ class MusicGenTrainer:
     def _setup(self) -> None:
         cfg, env = self.cfg, self.env
         resume_state = self._resume_state()
+        meta, self.skipped_files = discover_audio(cfg.data, self.out_dir, env)  # fail fast, before loading models
         self._seed(cfg.seed + env.rank)
         from ..models.loaders import load_compression_model, load_lm_model
         try:
@@ -142,7 +143,6 @@ class MusicGenTrainer:
         self.ema = ModuleEMA(self.opt_params, cfg.ema_decay, cfg.ema_every) if cfg.ema else None
         self.codes_cache = (CodesCache(cfg.codes_cache, f"{cfg.base}:{self.compression_model.sample_rate}")
                             if cfg.codes_cache else None)
-        meta, self.skipped_files = discover_audio(cfg.data, self.out_dir, env)
         self.dataset = build_dataset(meta, int(self.compression_model.sample_rate),
                                      int(self.compression_model.channels), self.segment_duration, cfg.batch_size,
                                      cfg.samples_per_epoch, cfg.min_segment_ratio, cfg.seed, cfg.merge_text_p,

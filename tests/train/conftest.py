@@ -18,3 +18,13 @@ def music_folder(tmp_path_factory) -> Path:
 def codes_cache(tmp_path_factory) -> Path:
     """Shared EnCodec token cache: each track is encoded once for all the tests."""
     return tmp_path_factory.mktemp("codes_cache")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The tiny models run fastest on one thread (and do not fight other processes for the cores)."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

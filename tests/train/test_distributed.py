@@ -1,0 +1,72 @@
+"""Distributed training with torchrun (2 CPU processes, gloo): DDP and FSDP against one-process training.
+
+Both launches happen in one torchrun call (see ``dist_runs.py``): each run is ``-m audiocraft.train ARGS``.
+"""
+import json
+import os
+from pathlib import Path
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from audiocraft.train import TrainConfig, train
+from audiocraft.train.checkpoint import load_checkpoint
+
+from .synth import make_music_folder
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _args(music_folder: Path, codes_cache: Path, out: Path) -> list:
+    return ["--data", str(music_folder), "--out", str(out), "--steps", "3", "--batch-size", "4", "--lr", "1e-3",
+            "--warmup", "0", "--segment-duration", "1.0", "--no-condition-dropout", "--num-workers", "0",
+            "--no-progress", "--codes-cache", str(codes_cache), "--device", "cpu", "--seed", "7"]
+
+
+@pytest.fixture(scope="module")
+def runs(codes_cache: Path, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("dist")
+    # One description for every track: MusicGen's cross-attention sees the T5 padding of the batch (no key
+    # padding mask, as in Audiocraft), so texts of different token lengths would make a batch of 4 and two
+    # batches of 2 differ by design. With one text the only difference left is the gradient all-reduce.
+    music_folder = root / "music"
+    make_music_folder(music_folder, count=4, seconds=1.0, sample_rate=32000, descriptions=["calm piano melody"])
+    # Reference: one process, the same global batch (and the same data order, seeds and token cache).
+    train(TrainConfig(data=str(music_folder), out=str(root / "single"), steps=3, batch_size=4, lr=1e-3, warmup=0,
+                      segment_duration=1.0, condition_dropout=False, num_workers=0, progress=False,
+                      codes_cache=str(codes_cache), device="cpu", seed=7))
+    spec = root / "runs.json"
+    spec.write_text(json.dumps([_args(music_folder, codes_cache, root / "ddp"),
+                                _args(music_folder, codes_cache, root / "fsdp") + ["--fsdp"]]))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+               OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(Path(__file__).with_name("dist_runs.py")), str(spec)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "EXIT_CODES [0, 0]" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return root
+
+
+@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+def test_two_processes_match_one(runs: Path, mode: str) -> None:
+    summary = json.loads((runs / mode / "train_summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["step"] == 3
+    digests = summary["param_digests"]
+    assert len(digests) == 2 and digests[0] == digests[1]  # both ranks hold identical parameters
+    single = load_checkpoint(runs / "single" / "checkpoint.th")["model"]
+    dist = load_checkpoint(runs / mode / "checkpoint.th")["model"]
+    assert set(single) == set(dist)
+    worst = max((single[k] - dist[k]).abs().max().item() for k in single)
+    assert worst < 1e-5, worst
+    base = torch.load(_base_file(), weights_only=True)["best_state"]
+    moved = max((single[k] - base[k]).abs().max().item() for k in single)
+    assert moved > 1e-3  # the comparison is not trivial: training moved the weights far more than the tolerance
+    exported = torch.load(runs / mode / "state_dict.bin", weights_only=True)["best_state"]
+    assert all(torch.equal(exported[k], dist[k]) for k in dist)
+
+
+def _base_file() -> Path:
+    from huggingface_hub import hf_hub_download
+    return Path(hf_hub_download("facebook/musicgen-small", "state_dict.bin"))
