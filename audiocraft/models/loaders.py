@@ -1,0 +1,217 @@
+"""Find and load exported Audiocraft checkpoints (``compression_state_dict.bin``, ``state_dict.bin``).
+
+``file_or_url_or_id`` may be a local file, a local folder (holding ``filename``), an ``http(s)://`` URL
+(downloaded once into the cache folder) or a Hugging Face hub id such as ``'facebook/musicgen-small'``
+(``huggingface_hub.hf_hub_download``, which honours ``HF_HUB_OFFLINE`` and ``HF_HUB_CACHE``).
+The cache folder is ``cache_dir``, else ``$AUDIOCRAFT_CACHE_DIR``, else the hub's (torch hub's for URLs).
+
+An exported package is ``{'best_state': state dict, 'xp.cfg': YAML of the training config, ...}``; every file is
+read with ``torch.load(..., map_location='cpu', weights_only=True)`` and every problem raises an error that
+names the file (``FileNotFoundError``, or ``audiocraft.utils.checkpoint_io.CheckpointError``, a ``ValueError``).
+No partially loaded model is ever returned.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+import re
+import typing as tp
+from urllib.parse import urlparse
+
+import omegaconf
+from omegaconf import OmegaConf
+import torch
+from torch import nn
+
+from ..utils.checkpoint_io import CheckpointError, load_state_dict_checked, safe_torch_load
+from .encodec import CompressionModel
+
+COMPRESSION_FILENAME = "compression_state_dict.bin"
+LM_FILENAME = "state_dict.bin"
+_HASH_REGEX = re.compile(r"-([a-f0-9]*)\.")  # torch.hub convention: name-<sha256 prefix>.ext
+
+
+def get_audiocraft_cache_dir() -> tp.Optional[str]:
+    """``$AUDIOCRAFT_CACHE_DIR`` if set (where checkpoints are downloaded), else None."""
+    return os.environ.get("AUDIOCRAFT_CACHE_DIR", None)
+
+
+# ---------------------------------------------------------------------------------------------- finding files
+def _download_url(url: str, cache_dir: tp.Optional[str]) -> Path:
+    name = os.path.basename(urlparse(url).path)
+    if not name:
+        raise ValueError(f"file_or_url_or_id={url!r}: the URL does not end with a file name")
+    folder = Path(cache_dir) if cache_dir else Path(torch.hub.get_dir()) / "checkpoints"
+    target = folder / name
+    if target.is_file():
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    match = _HASH_REGEX.search(name)
+    try:
+        torch.hub.download_url_to_file(url, str(target), match.group(1) if match else None, progress=True)
+    except Exception as err:  # network errors, hash mismatch
+        raise OSError(f"could not download {url!r} to '{target}': {err}") from err
+    return target
+
+
+def _hub_download(repo_id: str, filename: str, cache_dir: tp.Optional[str]) -> Path:
+    import huggingface_hub
+    from huggingface_hub import constants, errors
+    from .. import __version__
+    kwargs: tp.Dict[str, tp.Any] = {}
+    if cache_dir is not None:
+        kwargs["cache_dir"] = cache_dir  # else HF_HUB_CACHE applies
+    where = cache_dir or constants.HF_HUB_CACHE
+    try:
+        file = huggingface_hub.hf_hub_download(repo_id=repo_id, filename=filename, library_name="audiocraft",
+                                               library_version=__version__, **kwargs)
+    except errors.HFValidationError as err:
+        raise FileNotFoundError(f"file_or_url_or_id={repo_id!r} is neither an existing file or folder, an "
+                                f"http(s) URL, nor a valid hub id ({err})") from err
+    except errors.LocalEntryNotFoundError as err:
+        if constants.HF_HUB_OFFLINE:
+            raise FileNotFoundError(f"'{filename}' of {repo_id!r} could not be found in the local cache ('{where}') "
+                                    "and the hub is offline (HF_HUB_OFFLINE=1)") from err
+        raise FileNotFoundError(f"'{filename}' of {repo_id!r} could not be found in the local cache ('{where}') "
+                                f"and the hub could not be reached: {err}") from err
+    except (errors.RepositoryNotFoundError, errors.RevisionNotFoundError, errors.EntryNotFoundError) as err:
+        raise FileNotFoundError(f"'{filename}' of {repo_id!r} could not be found on the hub: {err}") from err
+    return Path(file)
+
+
+def _resolve_file(file_or_url_or_id: tp.Union[Path, str], filename: tp.Optional[str],
+                  cache_dir: tp.Optional[str]) -> Path:
+    """Local path of the checkpoint named by ``file_or_url_or_id`` (downloading it if needed)."""
+    if not isinstance(file_or_url_or_id, (str, Path)):
+        raise TypeError(f"file_or_url_or_id must be a str or Path, got {type(file_or_url_or_id).__name__}")
+    name = str(file_or_url_or_id)
+    if os.path.isfile(name):
+        return Path(name)
+    if os.path.isdir(name):
+        if filename is None:
+            raise ValueError(f"filename is required when file_or_url_or_id is a folder ('{name}')")
+        path = Path(name) / filename
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint '{filename}' not found in folder '{name}'")
+        return path
+    if name.startswith(("https://", "http://")):
+        return _download_url(name, cache_dir)
+    if isinstance(file_or_url_or_id, Path) or name.startswith(("/", "./", "../", "~")) or os.sep + os.sep in name:
+        raise FileNotFoundError(f"no such checkpoint file or folder: '{name}'")
+    if filename is None:
+        raise ValueError(f"filename needs to be defined to load {name!r} from the hub")
+    return _hub_download(name, filename, cache_dir)
+
+
+def _load_package(file_or_url_or_id: tp.Union[Path, str], filename: tp.Optional[str],
+                  cache_dir: tp.Optional[str]) -> tp.Tuple[tp.Dict[str, tp.Any], Path]:
+    if cache_dir is None:
+        cache_dir = get_audiocraft_cache_dir()
+    path = _resolve_file(file_or_url_or_id, filename, cache_dir)
+    pkg = safe_torch_load(path)
+    if not isinstance(pkg, dict):
+        raise CheckpointError(f"'{path}' holds a {type(pkg).__name__}; an exported checkpoint is a dict "
+                              "with 'best_state' and 'xp.cfg'")
+    return pkg, path
+
+
+def _get_state_dict(file_or_url_or_id: tp.Union[Path, str], filename: tp.Optional[str] = None,
+                    device: tp.Union[torch.device, str] = "cpu",
+                    cache_dir: tp.Optional[str] = None) -> tp.Dict[str, tp.Any]:
+    """The dict stored in a checkpoint file (tensors on CPU; ``device`` is kept for API compatibility, models
+    are moved after loading)."""
+    return _load_package(file_or_url_or_id, filename, cache_dir)[0]
+
+
+def _checkpoint_cfg(pkg: tp.Dict[str, tp.Any], path: Path) -> omegaconf.DictConfig:
+    missing = [key for key in ("best_state", "xp.cfg") if key not in pkg]
+    if missing:
+        raise CheckpointError(f"'{path}' is not an exported Audiocraft checkpoint: missing {missing} "
+                              f"(keys: {sorted(map(str, pkg))})")
+    raw = pkg["xp.cfg"]
+    try:
+        cfg = OmegaConf.create(raw)
+    except Exception as err:
+        raise CheckpointError(f"'{path}': 'xp.cfg' is not a valid config ({type(err).__name__}: {err})") from err
+    if not isinstance(cfg, omegaconf.DictConfig):
+        raise CheckpointError(f"'{path}': 'xp.cfg' must describe a mapping, got {type(raw).__name__}")
+    return cfg
+
+
+def _delete_param(cfg: omegaconf.DictConfig, full_name: str) -> None:
+    """Delete the dotted key ``full_name`` from ``cfg`` if present (struct mode is restored)."""
+    parts = full_name.split(".")
+    node: tp.Any = cfg
+    for part in parts[:-1]:
+        if isinstance(node, omegaconf.DictConfig) and part in node:
+            node = node[part]
+        else:
+            return
+    if not isinstance(node, omegaconf.DictConfig):
+        return
+    OmegaConf.set_struct(node, False)
+    if parts[-1] in node:
+        del node[parts[-1]]
+    OmegaConf.set_struct(node, True)
+
+
+# ---------------------------------------------------------------------------------------------- compression
+def load_compression_model_ckpt(file_or_url_or_id: tp.Union[Path, str],
+                                cache_dir: tp.Optional[str] = None) -> tp.Dict[str, tp.Any]:
+    """The exported package of a compression model (``compression_state_dict.bin``)."""
+    return _get_state_dict(file_or_url_or_id, filename=COMPRESSION_FILENAME, cache_dir=cache_dir)
+
+
+def load_compression_model(file_or_url_or_id: tp.Union[Path, str], device: tp.Union[torch.device, str] = "cpu",
+                           cache_dir: tp.Optional[str] = None) -> CompressionModel:
+    """The compression model of an exported checkpoint, strictly loaded, in eval mode, on ``device``.
+
+    A package with a ``'pretrained'`` entry delegates to ``CompressionModel.get_pretrained`` of that name.
+    """
+    from ._build_compression import get_compression_model
+    pkg, path = _load_package(file_or_url_or_id, COMPRESSION_FILENAME, cache_dir)
+    if "pretrained" in pkg:
+        return CompressionModel.get_pretrained(pkg["pretrained"], device=device)
+    cfg = _checkpoint_cfg(pkg, path)
+    cfg.device = str(device)
+    if cfg.device == "cpu":
+        cfg.dtype = "float32"
+    build_cfg = cfg.copy()
+    build_cfg.device = "meta"
+    try:
+        with torch.device("meta"):  # no weight init: every tensor comes from the checkpoint
+            model = get_compression_model(build_cfg)
+    except (ValueError, TypeError, omegaconf.errors.OmegaConfBaseException) as err:
+        raise CheckpointError(f"'{path}': cannot build the compression model from 'xp.cfg': {err}") from err
+    load_state_dict_checked(model, pkg["best_state"], f"'{path}' (best_state)", assign=True)
+    return model.to(device).eval()
+
+
+# ---------------------------------------------------------------------------------------------- language model
+def load_lm_model_ckpt(file_or_url_or_id: tp.Union[Path, str],
+                       cache_dir: tp.Optional[str] = None) -> tp.Dict[str, tp.Any]:
+    """The exported package of a MusicGen language model (``state_dict.bin``)."""
+    return _get_state_dict(file_or_url_or_id, filename=LM_FILENAME, cache_dir=cache_dir)
+
+
+def load_lm_model(file_or_url_or_id: tp.Union[Path, str], device: tp.Union[torch.device, str] = "cpu",
+                  cache_dir: tp.Optional[str] = None) -> nn.Module:
+    """The language model of an exported checkpoint, strictly loaded, in eval mode, with ``model.cfg`` set.
+
+    Config fixes as Audiocraft: ``device`` overrides ``cfg.device``; ``cfg.dtype`` is ``float32`` on CPU and
+    ``float16`` otherwise; obsolete conditioner options (``conditioners.self_wav.chroma_stem.cache_path``,
+    ``conditioners.args.merge_text_conditions_p``, ``conditioners.args.drop_desc_p``) are deleted.
+    """
+    from .builders import get_lm_model
+    pkg, path = _load_package(file_or_url_or_id, LM_FILENAME, cache_dir)
+    cfg = _checkpoint_cfg(pkg, path)
+    cfg.device = str(device)
+    cfg.dtype = "float32" if cfg.device == "cpu" else "float16"
+    _delete_param(cfg, "conditioners.self_wav.chroma_stem.cache_path")
+    _delete_param(cfg, "conditioners.args.merge_text_conditions_p")
+    _delete_param(cfg, "conditioners.args.drop_desc_p")
+    model = get_lm_model(cfg)
+    load_state_dict_checked(model, pkg["best_state"], f"'{path}' (best_state)", assign=False)
+    model.eval()
+    setattr(model, "cfg", cfg)
+    return model

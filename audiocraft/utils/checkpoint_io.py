@@ -1,0 +1,102 @@
+"""Safe checkpoint reading: every load is ``torch.load(path, map_location='cpu', weights_only=True)``.
+
+Errors name the file and say what is wrong: a file that would run code (or holds objects other than tensors
+and plain containers), a truncated or corrupted file, unexpected content, or a state dict that does not
+match the model (missing / unexpected keys, wrong shapes).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+import pickle
+import typing as tp
+
+import torch
+from torch import nn
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be used: unreadable, unsafe, or not the expected content."""
+
+
+def _detail(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    for line in lines:
+        if "unsupported" in line.lower() or "blocked" in line.lower():
+            return line
+    return f"{type(err).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
+def safe_torch_load(path: tp.Union[str, Path]) -> tp.Any:
+    """Load ``path`` with ``torch.load(..., map_location='cpu', weights_only=True)``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: the file holds objects ``weights_only`` refuses (e.g. code run on unpickling), or it is
+            truncated / corrupted / not a torch file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file not found: '{path}'")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "weights only load failed" in str(err).lower():
+            raise CheckpointError(
+                f"refused to load '{path}': it contains Python objects that torch.load(weights_only=True) does "
+                f"not allow, which could run code when unpickled ({_detail(err)}). Only tensors and plain "
+                "containers are accepted; re-export the checkpoint or use a file from a trusted source.") from err
+        raise CheckpointError(f"could not read '{path}': the file is truncated, corrupted or not a torch "
+                              f"checkpoint ({_detail(err)})") from err
+    except PermissionError:
+        raise
+    except (RuntimeError, OSError, EOFError, KeyError, ValueError, IndexError, TypeError,
+            AttributeError) as err:
+        raise CheckpointError(f"could not read '{path}': the file is truncated, corrupted or not a torch "
+                              f"checkpoint ({_detail(err)})") from err
+
+
+def _few(items: tp.Sequence[str], limit: int = 8) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f", ... (+{len(items) - limit} more)" if len(items) > limit else "")
+
+
+def load_state_dict_checked(model: nn.Module, state: tp.Any, source: str, assign: bool = True) -> None:
+    """Strictly load ``state`` into ``model`` after checking every key and shape.
+
+    With ``assign`` the checkpoint tensors become the model's tensors (no copy; the model may live on the
+    ``meta`` device; floating point tensors are first cast to the model's dtype), else they are copied into the
+    existing ones. Nothing is loaded when a check fails.
+
+    Raises:
+        CheckpointError: ``state`` is not a mapping of tensors, or keys are missing / unexpected, or shapes
+            differ (all listed, with ``source`` named).
+    """
+    if not isinstance(state, tp.Mapping):
+        raise CheckpointError(f"{source}: the state dict must be a mapping of tensors, got {type(state).__name__}")
+    expected = model.state_dict(keep_vars=True)
+    not_tensors = [str(k) for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    missing = [k for k in expected if k not in state]
+    unexpected = [str(k) for k in state if k not in expected]
+    wrong_shapes = [f"{k} {list(state[k].shape)} (model {list(v.shape)})" for k, v in expected.items()
+                    if k in state and isinstance(state[k], torch.Tensor) and state[k].shape != v.shape]
+    problems = []
+    if not_tensors:
+        problems.append(f"{len(not_tensors)} non-tensor value(s): {_few(not_tensors)}")
+    if missing:
+        problems.append(f"{len(missing)} missing key(s): {_few(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected key(s): {_few(unexpected)}")
+    if wrong_shapes:
+        problems.append(f"{len(wrong_shapes)} shape mismatch(es): {_few(wrong_shapes)}")
+    if problems:
+        raise CheckpointError(f"{source} does not match the model {type(model).__name__}: " + "; ".join(problems))
+    if not assign:
+        model.load_state_dict(state, strict=True)
+        return
+    converted = {}
+    for key, target in expected.items():
+        value = state[key]
+        if value.is_floating_point() and target.is_floating_point() and value.dtype != target.dtype:
+            value = value.to(target.dtype)
+        converted[key] = value
+    model.load_state_dict(converted, strict=True, assign=True)
