@@ -37,7 +37,7 @@ from .distributed import DistEnv, all_gather_object, all_reduce_mean, barrier, f
 from .ema import ModuleEMA
 from .lora import apply_lora
 from .loss import compute_cross_entropy
-from .schedules import build_lr_scheduler
+from .schedules import LRSchedule, build_lr_scheduler
 
 logger = logging.getLogger(__name__)
 StepCallback = tp.Callable[[int, float], None]
@@ -272,6 +272,9 @@ class MusicGenTrainer:
             p.copy_(like(model_state[name], p))
         self._load_optimizer_state(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        # The schedule follows the CURRENT options (a resumed run may extend --steps), not the saved ones.
+        self.scheduler.lr_lambdas[0] = LRSchedule(self.cfg.schedule, self.cfg.steps, self.cfg.warmup_steps,
+                                                  self.cfg.lr_min_ratio)
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None and state.get("ema"):

@@ -115,6 +115,11 @@ def test_resume_reaches_the_same_parameters(music_folder: Path, codes_cache: Pat
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     for pid, state in a["optimizer"]["state"].items():
         assert torch.equal(state["exp_avg_sq"], b["optimizer"]["state"][pid]["exp_avg_sq"])
+    # A finished run can be extended: the schedule follows the new number of steps.
+    full.resume, full.steps = True, 8
+    extended = train(full)
+    assert extended.step == 8 and len(extended.losses) == 2
+    assert load_checkpoint(tmp_path / "full" / "checkpoint.th")["scheduler"]["last_epoch"] == 8
     # Options that change what is trained cannot be resumed.
     part.lora = True
     with pytest.raises(TrainError, match=r"options \['lora'\] differ"):
@@ -161,3 +166,21 @@ def test_bad_data_is_one_clear_error(tmp_path: Path, codes_cache: Path) -> None:
     cfg.data = str(tmp_path / "missing")
     with pytest.raises(TrainError, match="is neither a folder of audio files nor a JSONL manifest"):
         MusicGenTrainer(cfg)
+
+
+def test_melody_model_trains_on_its_own_segments(music_folder: Path, codes_cache: Path, tmp_path: Path) -> None:
+    """The melody model is conditioned on the segment itself (``self_wav``) and its export generates with chroma."""
+    cfg = _cfg(music_folder, codes_cache, tmp_path / "melody", base="facebook/musicgen-melody", steps=2)
+    trainer = MusicGenTrainer(cfg)
+    wav, infos = next(trainer._batches())[0]
+    attrs = trainer._attributes(wav, infos)
+    assert [list(a.text) for a in attrs] == [["description"]] * 2
+    assert all(torch.equal(a.wav["self_wav"].wav, wav[i:i + 1]) for i, a in enumerate(attrs))
+    with pytest.warns(UserWarning, match="demucs is not installed"):
+        result = trainer.train()
+    assert result.step == 2 and all(np.isfinite(result.losses))
+    model = _musicgen().get_pretrained(str(tmp_path / "melody"), device="cpu")
+    model.set_generation_params(duration=0.2, use_sampling=False)
+    with pytest.warns(UserWarning, match="demucs is not installed"):
+        out = model.generate_with_chroma(["calm piano melody"], wav[:1], 32000)
+    assert out.shape == (1, 1, 6400)
