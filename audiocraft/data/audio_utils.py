@@ -113,8 +113,9 @@ def normalize_loudness(wav: torch.Tensor, sample_rate: int, loudness_headroom_db
 
     Loudness is the ITU-R BS.1770-4 integrated loudness (see `audiocraft.data.loudness`). A clip whose RMS is
     below `energy_floor`, or whose blocks are all below the -70 LKFS gate, is returned unchanged. With
-    `loudness_compressor`, the scaled signal goes through `tanh` to soften peaks. Needs at least 0.4 s of
-    audio (one gating block). Returns a tensor of the same shape and dtype.
+    `loudness_compressor`, the scaled signal goes through `tanh` to soften peaks. A clip shorter than one 0.4 s
+    gating block is measured on its periodic repetition (tiled to one block), so short clips are normalised too.
+    Returns a tensor of the same shape and dtype.
     """
     wav = _check_float_clip(wav)
     sample_rate = _check_sample_rate(sample_rate)
@@ -122,10 +123,9 @@ def normalize_loudness(wav: torch.Tensor, sample_rate: int, loudness_headroom_db
     if energy < energy_floor:
         return wav
     block = int(round(0.4 * sample_rate))
-    if wav.shape[-1] < block:
-        raise ValueError(f"loudness normalization needs at least 0.4 s of audio ({block} samples at {sample_rate} Hz), "
-                         f"got {wav.shape[-1]} samples")
     clip = wav if wav.dim() == 2 else wav[None]
+    if clip.shape[-1] < block:  # shorter than one gating block: measure its periodic repetition
+        clip = clip.repeat(1, -(-block // clip.shape[-1]))[:, :block]
     input_loudness_db = float(integrated_loudness(clip, sample_rate))
     if not math.isfinite(input_loudness_db):  # every block gated out: too quiet (or only sub-38 Hz) to measure
         return wav
