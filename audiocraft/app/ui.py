@@ -7,6 +7,7 @@ import typing as tp
 
 import gradio as gr
 
+from ..data.audio import audio_read
 from .errors import AppError
 from .handlers import MAX_DURATION, MAX_TOP_K, MIN_DURATION, generate_one, validate_request
 from .model_cache import ModelCache
@@ -49,13 +50,15 @@ def make_predict(cache: ModelCache, output: OutputFolder, models: tp.Sequence[st
             progress(0.0, desc=f"Loading {request.model}" if cache.loaded_name != request.model else "Starting")
 
             def on_step(done: int, total: int) -> None:
-                progress((done, total), desc="Generating", unit="steps")
+                progress((min(done, total), total), desc="Generating", unit="steps")
 
             result = generate_one(cache, request, on_step)
             for warning in result.warnings:
                 gr.Warning(warning)
             path = output.write_audio(result.wav, result.sample_rate)
-            return str(path), waveform_image(result.wav, result.sample_rate)
+            # Picture what is played: the loudness-normalised file, not the raw model output.
+            played, sample_rate = audio_read(path)
+            return str(path), waveform_image(played, sample_rate)
         except AppError as exc:
             raise gr.Error(str(exc)) from exc
         except gr.Error:

@@ -98,3 +98,39 @@ def test_command_line_flags():
     args = build_parser(batched=True).parse_args(["--listen", "0.0.0.0", "--server_port", "9000", "--share"])
     assert (args.listen, args.server_port, args.share) == ("0.0.0.0", 9000, True)
     assert (args.model, args.max_batch_size, args.duration) == ("facebook/musicgen-melody", 12, None)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--max-queue-size", "0"], "--max-queue-size must be >= 1, got 0"),
+    (["--server_port", "70000"], "--server_port must be in 0..65535, got 70000"),
+    (["--concurrency-limit", "0"], "--concurrency-limit must be >= 1, got 0"),
+])
+def test_command_line_errors(argv, message, capsys):
+    from audiocraft.app.launch import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--max-batch-size", "0"], "--max-batch-size must be >= 1, got 0"),
+    (["--duration", "-1"], "--duration must be > 0, got -1.0"),
+])
+def test_batched_command_line_errors(argv, message, capsys):
+    from audiocraft.app.launch import main_batched
+
+    with pytest.raises(SystemExit) as exit_info:
+        main_batched(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_offline_demo_without_checkpoints(monkeypatch, tmp_path, capsys):
+    from audiocraft.app.launch import main
+
+    monkeypatch.setenv("MUSICGEN_DEMO_CACHE", str(tmp_path / "nowhere"))
+    with pytest.raises(SystemExit):
+        main(["--offline-demo"])
+    assert "The tiny offline checkpoints were not found in" in capsys.readouterr().err
