@@ -7,7 +7,7 @@
 Command line: ``musicgen-train`` (see :mod:`audiocraft.train.cli`); distributed with ``torchrun``.
 """
 from .config import TrainConfig
-from .data import TrainError
+from .config import TrainError
 from .loss import compute_cross_entropy
 from .solver import MusicGenTrainer, TrainResult, train
 

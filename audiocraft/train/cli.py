@@ -97,7 +97,7 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
         parser.error(str(err))
     import torch.distributed as dist
 
-    from .data import TrainError
+    from .config import TrainError
     from .distributed import cleanup_distributed
     from .solver import train
     owns_process_group = not (dist.is_available() and dist.is_initialized())

@@ -8,6 +8,11 @@ import typing as tp
 from .lora import DEFAULT_LORA_TARGETS
 from .schedules import SCHEDULES
 
+
+class TrainError(Exception):
+    """A problem with the user's training setup (bad data, missing checkpoint...): reported in one line."""
+
+
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 # Fields a resumed run must share with the checkpoint it resumes.
 RESUME_KEYS = ("base", "lora", "lora_rank", "lora_alpha", "lora_targets", "batch_size", "grad_accum",

@@ -10,14 +10,11 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from ..data.audio_dataset import AudioMeta, load_audio_meta, scan_audio_folder
 from ..data.music_dataset import MusicDataset
+from .config import TrainError
 from .distributed import DistEnv, broadcast_object
 
 logger = logging.getLogger(__name__)
 MANIFEST_CACHE = "manifest_cache.jsonl"
-
-
-class TrainError(Exception):
-    """A problem with the user's training setup (bad data, missing checkpoint...): reported in one line."""
 
 
 def discover_audio(data: str, cache_dir: Path, env: DistEnv) -> tp.Tuple[tp.List[AudioMeta], int]:

@@ -87,23 +87,30 @@ def lora_parameters(model: nn.Module) -> tp.Dict[str, nn.Parameter]:
 
 
 @torch.no_grad()
-def merged_state_dict(model: nn.Module) -> tp.Dict[str, torch.Tensor]:
-    """``model.state_dict()`` with every parametrized weight replaced by its current value under its original
-    name (LoRA merged), without changing ``model``."""
-    state = model.state_dict()
-    out: tp.Dict[str, torch.Tensor] = {}
-    parametrized = set()
+def merge_parametrized_state(model: nn.Module, state: tp.Mapping[str, torch.Tensor]) -> tp.Dict[str, torch.Tensor]:
+    """A state dict of parametrized ``model`` (values may differ from the model's, e.g. EMA) with every
+    parametrized weight computed from it (LoRA merged: ``original + scaling * B @ A``) under its original name.
+    """
+    out = {k: v for k, v in state.items() if ".parametrizations." not in f".{k}"}
     for module_name, module in model.named_modules():
         if not parametrize.is_parametrized(module):
             continue
         prefix = f"{module_name}." if module_name else ""
-        for param_name in tp.cast(tp.Any, module).parametrizations:
-            out[prefix + param_name] = getattr(module, param_name).detach().clone()
-            parametrized.add(prefix + "parametrizations." + param_name + ".")
-    for key, value in state.items():
-        if not any(key.startswith(p) for p in parametrized):
-            out[key] = value
+        for param_name, plist in tp.cast(tp.Any, module).parametrizations.items():
+            root = f"{prefix}parametrizations.{param_name}."
+            weight = state[root + "original"]
+            for index, parametrization in enumerate(plist):
+                values = {name: state[f"{root}{index}.{name}"] for name, _ in parametrization.named_parameters()}
+                weight = torch.func.functional_call(parametrization, values, (weight,))
+            out[prefix + param_name] = weight
     return out
+
+
+@torch.no_grad()
+def merged_state_dict(model: nn.Module) -> tp.Dict[str, torch.Tensor]:
+    """``model.state_dict()`` with every parametrized weight replaced by its current value under its original
+    name (LoRA merged), without changing ``model``."""
+    return {k: v.detach().clone() for k, v in merge_parametrized_state(model, model.state_dict()).items()}
 
 
 @torch.no_grad()

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 import hashlib
 import json
 import logging
-import math
 from pathlib import Path
 import random
 import time
@@ -28,14 +27,15 @@ from torch import nn
 
 from ..data.music_dataset import MusicInfo
 from ..models.lm import LMModel
-from ..modules.conditioners import ConditioningAttributes, WavCondition
+from ..modules.conditioners import ConditioningAttributes
 from . import checkpoint as ckpt
+from .batch import condition_attributes, encode_segments, padding_mask
 from .codes_cache import CodesCache
-from .config import RESUME_KEYS, TrainConfig
-from .data import TrainError, build_dataset, discover_audio, epoch_loader
+from .config import RESUME_KEYS, TrainConfig, TrainError
+from .data import build_dataset, discover_audio, epoch_loader
 from .distributed import DistEnv, all_gather_object, all_reduce_mean, barrier, full_tensor, init_distributed, like
 from .ema import ModuleEMA
-from .lora import apply_lora
+from .lora import apply_lora, merge_parametrized_state
 from .loss import compute_cross_entropy
 from .schedules import LRSchedule, build_lr_scheduler
 
@@ -197,7 +197,10 @@ class MusicGenTrainer:
     def _wrap(self, module: _TrainModule) -> nn.Module:
         env = self.env
         if self.cfg.fsdp:
-            from torch.distributed.fsdp import fully_shard
+            try:
+                from torch.distributed.fsdp import fully_shard
+            except ImportError:
+                raise TrainError(f"--fsdp needs torch >= 2.6 (fully_shard); this is torch {torch.__version__}.")
             if not env.is_distributed:
                 logger.warning("--fsdp without several processes: training unsharded.")
                 return module
@@ -305,60 +308,24 @@ class MusicGenTrainer:
 
     # ---- one step -------------------------------------------------------------------------------------
     def _attributes(self, wav: torch.Tensor, infos: tp.Sequence[MusicInfo]) -> tp.List[ConditioningAttributes]:
-        """Conditioning attributes for the conditioners the model has, ``self_wav`` on the device."""
+        """The batch's conditions, after classifier-free-guidance and attribute dropout (training only)."""
         provider = tp.cast(tp.Any, self.lm.condition_provider)
-        text_names = set(provider.text_conditions)
-        wav_names = set(provider.wav_conditions)
-        out = []
-        for i, info in enumerate(infos):
-            full = info.to_condition_attributes()
-            attrs = ConditioningAttributes(text={k: v for k, v in full.text.items() if k in text_names})
-            if "self_wav" in wav_names:
-                attrs.wav["self_wav"] = WavCondition(
-                    wav[i:i + 1], torch.tensor([info.n_frames], device=wav.device), sample_rate=[info.sample_rate],
-                    path=[info.meta.path], seek_time=[info.seek_time])
-            out.append(attrs)
+        out = condition_attributes(wav, infos, provider.text_conditions, provider.wav_conditions)
         if self.cfg.condition_dropout and self.lm.training:
-            out = self.lm.cfg_dropout(out)
-            out = self.lm.att_dropout(out)
+            out = self.lm.att_dropout(self.lm.cfg_dropout(out))
         return out
-
-    @torch.no_grad()
-    def _encode(self, wav: torch.Tensor, infos: tp.Sequence[MusicInfo]) -> torch.Tensor:
-        """audio ``[B, C, T]`` -> codes ``[B, K, F]`` (from the cache when possible)."""
-        cached: tp.List[tp.Optional[torch.Tensor]] = [None] * len(infos)
-        if self.codes_cache is not None:
-            cached = [self.codes_cache.get(info) for info in infos]
-        missing = [i for i, c in enumerate(cached) if c is None]
-        if missing:
-            codes, scale = self.compression_model.encode(wav[missing])
-            if scale is not None:
-                raise TrainError("Compression models that renormalise their input are not supported.")
-            for j, i in enumerate(missing):
-                cached[i] = codes[j]
-                if self.codes_cache is not None:
-                    self.codes_cache.put(infos[i], codes[j])
-        return torch.stack([tp.cast(torch.Tensor, c).to(wav.device) for c in cached]).long()
-
-    def _padding_mask(self, codes: torch.Tensor, infos: tp.Sequence[MusicInfo]) -> torch.Tensor:
-        """``[B, K, F]`` bool: False on the frames made only of zero padding."""
-        mask = torch.ones_like(codes, dtype=torch.bool)
-        if not self.cfg.mask_padding:
-            return mask
-        frame_rate = float(self.compression_model.frame_rate)
-        for i, info in enumerate(infos):
-            if info.n_frames < info.total_frames:
-                valid = math.floor(info.n_frames / info.sample_rate * frame_rate)
-                mask[i, :, valid:] = False
-        return mask
 
     def _micro_step(self, wav: torch.Tensor, infos: tp.Sequence[MusicInfo]) -> tp.Tuple[torch.Tensor, torch.Tensor]:
         """Forward of one micro-batch -> (loss, per-codebook losses [K])."""
         wav = wav.to(self.env.device, non_blocking=True)
         attributes = self._attributes(wav, infos)
         tokenized = self.lm.condition_provider.tokenize(attributes)
-        codes = self._encode(wav, infos)
-        padding = self._padding_mask(codes, infos)
+        try:
+            codes = encode_segments(self.compression_model, wav, infos, self.codes_cache)
+        except ValueError as err:
+            raise TrainError(str(err)) from err
+        padding = (padding_mask(codes, infos, float(self.compression_model.frame_rate)) if self.cfg.mask_padding
+                   else torch.ones_like(codes, dtype=torch.bool))
         autocast = (torch.autocast(self.env.device.type, dtype=self.autocast_dtype)
                     if self.autocast_dtype is not None else contextlib.nullcontext())
         with autocast:
@@ -495,27 +462,12 @@ class MusicGenTrainer:
 
         Collective under FSDP: call on every rank.
         """
-        from torch.nn.utils import parametrize
         trained = self._full_trainable()
         if self.ema is not None:
             trained = {n: full_tensor(t).cpu().to(trained[n].dtype) for n, t in self.ema.shadow.items()}
-        state: tp.Dict[str, torch.Tensor] = {}
-        base = self.lm.state_dict(keep_vars=False)
-        for key, value in base.items():
-            state[key] = trained.get(key, value)
-        for module_name, module in self.lm.named_modules():  # merge LoRA adapters (and any parametrization)
-            if not parametrize.is_parametrized(module):
-                continue
-            prefix = f"{module_name}." if module_name else ""
-            for param_name, plist in module.parametrizations.items():  # type: ignore[union-attr]
-                root = f"{prefix}parametrizations.{param_name}."
-                weight = full_tensor(state[root + "original"]).float()
-                for index, parametrization in enumerate(plist):
-                    sub = {name: state[f"{root}{index}.{name}"].float()
-                           for name, _ in parametrization.named_parameters()}
-                    weight = torch.func.functional_call(parametrization, sub, (weight,))
-                state[prefix + param_name] = weight
-        return {k: full_tensor(v).detach().cpu() for k, v in state.items() if ".parametrizations." not in k}
+        state = {key: trained[key] if key in trained else full_tensor(value).detach().cpu()
+                 for key, value in self.lm.state_dict().items()}
+        return merge_parametrized_state(self.lm, state)
 
     def export(self) -> tp.Optional[str]:
         """Write ``state_dict.bin`` + ``compression_state_dict.bin`` in ``out`` (rank 0). Returns the folder."""
