@@ -288,8 +288,13 @@ class StreamableConv1d(StreamingModule[_Conv1dState]):
     # ---- one-shot ------------------------------------------------------------------------------
     def _forward_full(self, x: torch.Tensor) -> torch.Tensor:
         left, right = self.paddings
-        extra = _extra_padding(x.shape[-1], self.effective_kernel_size, self.stride, left + right)
-        return self.conv(pad1d(x, (left, right + extra), mode=self.pad_mode))
+        right += _extra_padding(x.shape[-1], self.effective_kernel_size, self.stride, left + right)
+        if self.pad_mode == "constant" and left == right and self.conv.norm_type in ("none", "weight_norm"):
+            # symmetric zero padding: let the convolution pad (no padded copy of x)
+            conv = self.conv.conv
+            y = F.conv1d(x, conv.weight, conv.bias, conv.stride, left, conv.dilation, conv.groups)
+            return self.conv.norm(y)
+        return self.conv(pad1d(x, (left, right), mode=self.pad_mode))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.is_streaming:
