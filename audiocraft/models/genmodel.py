@@ -7,6 +7,8 @@ tokens and decodes them to audio.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+import dataclasses
+from pathlib import Path
 import typing as tp
 
 import torch
@@ -14,11 +16,72 @@ import torch
 from ..data.audio_utils import convert_audio
 from ..modules.conditioners import ConditioningAttributes
 from ..utils.autocast import TorchAutocast
+from ..utils.cancel import CancelToken
+from ..utils.tokens_io import load_tokens
 from ..utils.validation import check_descriptions, check_number, check_tokens, check_waveform
 from .encodec import CompressionModel
 from .lm import LMModel
 
 ProgressCallback = tp.Callable[[int, int], tp.Any]
+SeedType = tp.Union[None, int, tp.Sequence[tp.Union[int, torch.Generator]]]
+
+
+@dataclasses.dataclass
+class GenerationOptions:
+    """Per-call options of a generation (none of them changes the official default path).
+
+    generators: one ``torch.Generator`` per item (None: torch's global RNG, as Audiocraft).
+    cancel: a :class:`CancelToken`; when set, generation stops and returns what it has.
+    on_frames: called with each block of newly completed frames ``[B, K, n]`` (streaming output).
+    schedule: long-form text schedule ``[(start_s, description or [description per item]), ...]``.
+    melody_schedule: long-form melody schedule ``[(start_s, wav [C, T] at the model rate or None), ...]``.
+    """
+    generators: tp.Optional[tp.List[torch.Generator]] = None
+    cancel: tp.Optional[CancelToken] = None
+    on_frames: tp.Optional[tp.Callable[[torch.Tensor], tp.Any]] = None
+    schedule: tp.Optional[tp.List[tp.Tuple[float, tp.Any]]] = None
+    melody_schedule: tp.Optional[tp.List[tp.Tuple[float, tp.Optional[torch.Tensor]]]] = None
+
+    @property
+    def lm_kwargs(self) -> tp.Dict[str, tp.Any]:
+        """Extra keyword arguments for ``LMModel.generate`` (empty on the official path)."""
+        kwargs: tp.Dict[str, tp.Any] = {}
+        if self.generators is not None:
+            # Per-item seeds: each item's draws come from its own generator, and its result must not depend on
+            # the other items' text lengths, hence the condition padding mask.
+            kwargs["generator"] = self.generators
+            kwargs["mask_condition_padding"] = True
+        if self.on_frames is not None:
+            kwargs["on_frames"] = self.on_frames
+        return kwargs
+
+
+def make_generators(seed: SeedType, batch_size: int, device: torch.device) -> tp.Optional[tp.List[torch.Generator]]:
+    """Per-item generators from ``seed``: None -> None; int s -> seeds s, s+1, ...; a list -> one per item."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool):
+        raise TypeError(f"seed must be None, an int or a list of ints / torch.Generators, got {seed!r}.")
+    if isinstance(seed, int):
+        seeds: tp.List[tp.Union[int, torch.Generator]] = [seed + i for i in range(batch_size)]
+    elif isinstance(seed, (list, tuple)):
+        seeds = list(seed)
+        if len(seeds) != batch_size:
+            raise ValueError(f"seed has {len(seeds)} items but the batch has {batch_size}; give one per item.")
+    else:
+        raise TypeError(f"seed must be None, an int or a list of ints / torch.Generators, got "
+                        f"{type(seed).__name__}.")
+    generators = []
+    for i, item in enumerate(seeds):
+        if isinstance(item, torch.Generator):
+            generators.append(item)
+        elif isinstance(item, int) and not isinstance(item, bool):
+            if not 0 <= item < 2 ** 63:
+                raise ValueError(f"seed[{i}] must be in [0, 2**63), got {item}.")
+            generators.append(torch.Generator(device=device).manual_seed(item))
+        else:
+            raise TypeError(f"seed[{i}] must be an int or a torch.Generator, got {type(item).__name__}.")
+    return generators
 
 
 class BaseGenModel(ABC):
@@ -89,35 +152,89 @@ class BaseGenModel(ABC):
         """Load a pretrained model."""
 
     # ---- generation entry points --------------------------------------------------------------
-    def generate_unconditional(self, num_samples: int, progress: bool = False,
-                               return_tokens: bool = False) -> tp.Union[torch.Tensor, tp.Tuple[torch.Tensor, torch.Tensor]]:
-        """Generate ``num_samples`` clips with no text. Returns audio ``[B, C, T]`` (and tokens ``[B, K, F]``)."""
+    def generate_unconditional(self, num_samples: int, progress: bool = False, return_tokens: bool = False, *,
+                               seed: SeedType = None, cancel: tp.Optional[CancelToken] = None
+                               ) -> tp.Union[torch.Tensor, tp.Tuple[torch.Tensor, torch.Tensor]]:
+        """Generate ``num_samples`` clips with no text. Returns audio ``[B, C, T]`` (and tokens ``[B, K, F]``).
+
+        ``seed`` and ``cancel`` work as in :meth:`generate`.
+        """
         check_number("num_samples", num_samples, minimum=1, integer=True)
         descriptions: tp.List[tp.Optional[str]] = [None] * num_samples
         attributes, prompt_tokens = self._prepare_tokens_and_attributes(descriptions, None)
-        tokens = self._generate_tokens(attributes, prompt_tokens, progress)
+        options = self._options(seed, cancel, num_samples)
+        tokens = self._generate_tokens(attributes, prompt_tokens, progress, options)
         return self._output(tokens, return_tokens)
 
     def generate(self, descriptions: tp.List[tp.Optional[str]], progress: bool = False,
-                 return_tokens: bool = False) -> tp.Union[torch.Tensor, tp.Tuple[torch.Tensor, torch.Tensor]]:
+                 return_tokens: bool = False, *, seed: SeedType = None, cancel: tp.Optional[CancelToken] = None
+                 ) -> tp.Union[torch.Tensor, tp.Tuple[torch.Tensor, torch.Tensor]]:
         """Generate one clip per description (``None`` = no text).
 
-        Returns audio ``[B, C, T]`` float, and the tokens ``[B, K, F]`` int64 if ``return_tokens``.
+        Args:
+            descriptions: one text (or None) per item.
+            progress: print progress (a custom callback set with ``set_custom_progress_callback`` is always called;
+                if it returns ``False`` generation stops, like ``cancel``).
+            return_tokens: also return the tokens.
+            seed: None uses torch's global RNG (the official behaviour: seed with ``torch.manual_seed``). An int
+                ``s`` gives item i the seed ``s + i``; a list gives one seed (or ``torch.Generator``) per item. With
+                per-item seeds an item's result does not depend on the rest of the batch (the padding of the other
+                texts is masked out), so the same seed regenerates the same take alone or in any batch.
+            cancel: a :class:`~audiocraft.utils.cancel.CancelToken`; once cancelled, generation stops at the next
+                step and the audio generated so far is returned (possibly empty).
+        Returns:
+            audio ``[B, C, T]`` float, and the tokens ``[B, K, F]`` int64 if ``return_tokens``.
         """
         descriptions = check_descriptions("descriptions", descriptions)
         attributes, prompt_tokens = self._prepare_tokens_and_attributes(descriptions, None)
-        tokens = self._generate_tokens(attributes, prompt_tokens, progress)
+        options = self._options(seed, cancel, len(descriptions))
+        tokens = self._generate_tokens(attributes, prompt_tokens, progress, options)
         return self._output(tokens, return_tokens)
 
     def generate_continuation(self, prompt: torch.Tensor, prompt_sample_rate: int,
                               descriptions: tp.Optional[tp.List[tp.Optional[str]]] = None,
-                              progress: bool = False, return_tokens: bool = False
+                              progress: bool = False, return_tokens: bool = False, *,
+                              seed: SeedType = None, cancel: tp.Optional[CancelToken] = None
                               ) -> tp.Union[torch.Tensor, tp.Tuple[torch.Tensor, torch.Tensor]]:
         """Continue audio ``prompt`` (``[B, C, T]`` or ``[C, T]`` at ``prompt_sample_rate``).
 
         The prompt is resampled to the model's rate and encoded; the returned audio and tokens START WITH the
-        prompt (total length = the ``duration`` set in ``set_generation_params``).
+        prompt (total length = the ``duration`` set in ``set_generation_params``). ``seed`` and ``cancel`` work as
+        in :meth:`generate`.
         """
+        descriptions, prompt_tokens = self._prepare_prompt(prompt, prompt_sample_rate, descriptions)
+        attributes, _ = self._prepare_tokens_and_attributes(descriptions, None)
+        options = self._options(seed, cancel, len(descriptions))
+        tokens = self._generate_tokens(attributes, prompt_tokens, progress, options)
+        return self._output(tokens, return_tokens)
+
+    def generate_audio(self, gen_tokens: tp.Union[torch.Tensor, str, Path]) -> torch.Tensor:
+        """Decode tokens ``[B, K, F]`` (int), or a tokens file written by ``save_tokens``, into audio
+        ``[B, C, F * hop]`` float."""
+        if isinstance(gen_tokens, (str, Path)):
+            package = load_tokens(gen_tokens)
+            if package["sample_rate"] != self.sample_rate or package["frame_rate"] != self.frame_rate:
+                raise ValueError(f"tokens file {gen_tokens} was made at {package['sample_rate']} Hz / "
+                                 f"{package['frame_rate']} fps; this model uses {self.sample_rate} Hz / "
+                                 f"{self.frame_rate} fps.")
+            gen_tokens = package["tokens"]
+        tokens = check_tokens("gen_tokens", gen_tokens, self.compression_model.num_codebooks,
+                              self.compression_model.cardinality)
+        if tokens.shape[-1] == 0:
+            return torch.zeros(tokens.shape[0], self.audio_channels, 0, device=self.device)
+        with torch.no_grad():
+            return self.compression_model.decode(tokens.to(self.device), None)
+
+    # ---- internals ----------------------------------------------------------------------------
+    def _options(self, seed: SeedType, cancel: tp.Optional[CancelToken], batch_size: int) -> GenerationOptions:
+        if cancel is not None and not isinstance(cancel, CancelToken):
+            raise TypeError(f"cancel must be a CancelToken or None, got {type(cancel).__name__}.")
+        return GenerationOptions(generators=make_generators(seed, batch_size, self.device), cancel=cancel)
+
+    def _prepare_prompt(self, prompt: torch.Tensor, prompt_sample_rate: int,
+                        descriptions: tp.Optional[tp.List[tp.Optional[str]]]
+                        ) -> tp.Tuple[tp.List[tp.Optional[str]], torch.Tensor]:
+        """Validate, resample and encode an audio prompt: (descriptions, prompt tokens ``[B, K, F]``)."""
         prompt = check_waveform("prompt", prompt, dims=(2, 3))
         check_number("prompt_sample_rate", prompt_sample_rate, minimum=0, strict_min=True, integer=True)
         if prompt.dim() == 2:
@@ -129,18 +246,10 @@ class BaseGenModel(ABC):
             raise ValueError(f"descriptions has {len(descriptions)} items but prompt has batch size {len(prompt)}; "
                              "they must match.")
         prompt = convert_audio(prompt, prompt_sample_rate, self.sample_rate, self.audio_channels)
-        attributes, prompt_tokens = self._prepare_tokens_and_attributes(descriptions, prompt)
-        tokens = self._generate_tokens(attributes, prompt_tokens, progress)
-        return self._output(tokens, return_tokens)
+        _, prompt_tokens = self._prepare_tokens_and_attributes(descriptions, prompt)
+        assert prompt_tokens is not None
+        return descriptions, prompt_tokens
 
-    def generate_audio(self, gen_tokens: torch.Tensor) -> torch.Tensor:
-        """Decode tokens ``[B, K, F]`` (int) into audio ``[B, C, F * hop]`` float."""
-        check_tokens("gen_tokens", gen_tokens, self.compression_model.num_codebooks,
-                     self.compression_model.cardinality)
-        with torch.no_grad():
-            return self.compression_model.decode(gen_tokens.to(self.device), None)
-
-    # ---- internals ----------------------------------------------------------------------------
     def _output(self, tokens: torch.Tensor, return_tokens: bool
                 ) -> tp.Union[torch.Tensor, tp.Tuple[torch.Tensor, torch.Tensor]]:
         audio = self.generate_audio(tokens)
@@ -163,5 +272,6 @@ class BaseGenModel(ABC):
 
     @abstractmethod
     def _generate_tokens(self, attributes: tp.List[ConditioningAttributes],
-                         prompt_tokens: tp.Optional[torch.Tensor], progress: bool = False) -> torch.Tensor:
+                         prompt_tokens: tp.Optional[torch.Tensor], progress: bool = False,
+                         options: tp.Optional[GenerationOptions] = None) -> torch.Tensor:
         """Generate tokens ``[B, K, F]`` for the given attributes and optional prompt."""

@@ -14,9 +14,10 @@ import torch
 
 from ..data.audio_utils import convert_audio
 from ..modules.conditioners import ConditioningAttributes, WavCondition
+from ..utils.cancel import CancelToken
 from ..utils.validation import check_bool, check_descriptions, check_number, check_waveform
 from .encodec import CompressionModel
-from .genmodel import BaseGenModel
+from .genmodel import BaseGenModel, GenerationOptions, SeedType
 from .lm import LMModel
 from .loaders import load_compression_model, load_lm_model
 
@@ -75,15 +76,14 @@ class MusicGen(BaseGenModel):
                           f"Please use full pre-trained id instead: facebook/musicgen-{name}", DeprecationWarning,
                           stacklevel=2)
             name = _HF_MODEL_CHECKPOINTS_MAP[name]
-        lm = load_lm_model(name, device=device)
+        lm = tp.cast(LMModel, load_lm_model(name, device=device))
         compression_model = load_compression_model(name, device=device)
         conditioners = lm.condition_provider.conditioners
         if "self_wav" in conditioners:
-            chroma = conditioners["self_wav"]
+            chroma: tp.Any = conditioners["self_wav"]
             chroma.match_len_on_eval = True
             chroma._use_masking = False
-            if hasattr(chroma, "stem_separation"):
-                chroma.stem_separation = stem_separation
+            chroma.stem_separation = stem_separation
         return MusicGen(name, compression_model, lm)
 
     def set_generation_params(self, use_sampling: bool = True, top_k: int = 250, top_p: float = 0.0,
@@ -126,7 +126,8 @@ class MusicGen(BaseGenModel):
 
     # ---- melody ---------------------------------------------------------------------------------
     def generate_with_chroma(self, descriptions: tp.List[tp.Optional[str]], melody_wavs: MelodyType,
-                             melody_sample_rate: int, progress: bool = False, return_tokens: bool = False
+                             melody_sample_rate: int, progress: bool = False, return_tokens: bool = False, *,
+                             seed: SeedType = None, cancel: tp.Optional[CancelToken] = None
                              ) -> tp.Union[torch.Tensor, tp.Tuple[torch.Tensor, torch.Tensor]]:
         """Generate music following each melody's chroma (melody models only).
 
@@ -135,9 +136,17 @@ class MusicGen(BaseGenModel):
             melody_wavs: a tensor ``[B, C, T]`` (or ``[C, T]`` for one item), or a list of ``[C, T]`` tensors or
                 None (no melody for that item), at ``melody_sample_rate``.
             melody_sample_rate: sample rate of the melodies (> 0).
+            seed, cancel: as in :meth:`generate`.
         Returns:
             audio ``[B, C, T]`` (and tokens ``[B, K, F]`` if ``return_tokens``).
         """
+        attributes = self._melody_attributes(descriptions, melody_wavs, melody_sample_rate)
+        tokens = self._generate_tokens(attributes, None, progress, self._options(seed, cancel, len(attributes)))
+        return self._output(tokens, return_tokens)
+
+    def _melody_attributes(self, descriptions: tp.List[tp.Optional[str]], melody_wavs: MelodyType,
+                           melody_sample_rate: int) -> tp.List[ConditioningAttributes]:
+        """Validate melodies, resample them to the model rate and build the attributes."""
         descriptions = check_descriptions("descriptions", descriptions)
         check_number("melody_sample_rate", melody_sample_rate, minimum=0, strict_min=True, integer=True)
         if "self_wav" not in self.lm.condition_provider.conditioners:
@@ -164,9 +173,8 @@ class MusicGen(BaseGenModel):
         melodies = [None if wav is None else convert_audio(wav, melody_sample_rate, self.sample_rate,
                                                            self.audio_channels)
                     for wav in melodies]
-        attributes, prompt_tokens = self._prepare_tokens_and_attributes(descriptions, None, melodies)
-        tokens = self._generate_tokens(attributes, prompt_tokens, progress)
-        return self._output(tokens, return_tokens)
+        attributes, _ = self._prepare_tokens_and_attributes(descriptions, None, melodies)
+        return attributes
 
     # ---- internals ------------------------------------------------------------------------------
     def _null_melody(self) -> WavCondition:
@@ -219,9 +227,14 @@ class MusicGen(BaseGenModel):
         return pattern.num_sequence_steps + 1 - first_step
 
     def _generate_tokens(self, attributes: tp.List[ConditioningAttributes],
-                         prompt_tokens: tp.Optional[torch.Tensor], progress: bool = False) -> torch.Tensor:
-        """Generate tokens ``[B, K, F]``, in overlapping windows when ``duration > max_duration``."""
-        total_gen_len = int(self.duration * self.frame_rate)
+                         prompt_tokens: tp.Optional[torch.Tensor], progress: bool = False,
+                         options: tp.Optional[GenerationOptions] = None) -> torch.Tensor:
+        """Generate tokens ``[B, K, F]``, in overlapping windows when ``duration > max_duration``.
+
+        Stops early (returning the frames generated so far) when ``options.cancel`` is set or the progress
+        callback returns ``False``.
+        """
+        options = options or GenerationOptions()
         max_prompt_len = int(min(self.duration, self.max_duration) * self.frame_rate)
         prompt_length = 0 if prompt_tokens is None else prompt_tokens.shape[-1]
         if prompt_length > max_prompt_len:
@@ -229,48 +242,81 @@ class MusicGen(BaseGenModel):
                              f"generate ({min(self.duration, self.max_duration):.2f} s); raise `duration` with "
                              "set_generation_params or shorten the prompt.")
         plan = self._window_plan(prompt_length)
+        stride_tokens = int(self.frame_rate * (self.extend_stride or 0))
         # Exact progress across windows: total = every window's steps, counted before starting.
         window_steps = []
         p = prompt_length
-        stride_tokens = int(self.frame_rate * (self.extend_stride or 0))
         for _, gen_len in plan:
             window_steps.append(self._steps(gen_len, p))
             p = gen_len - stride_tokens
         total_steps = sum(window_steps)
         done_steps = 0
+        stopped = False
 
-        def _progress_callback(generated: int, _window_total: int) -> None:
+        def _progress_callback(generated: int, _window_total: int) -> tp.Optional[bool]:
+            nonlocal stopped
             generated += done_steps
+            keep_going: tp.Any = None
             if self._progress_callback is not None:
-                self._progress_callback(generated, total_steps)
-            else:
+                keep_going = self._progress_callback(generated, total_steps)
+            elif progress:
                 print(f"{generated: 6d} / {total_steps: 6d}", end="\r")
+            if keep_going is False or (options.cancel is not None and options.cancel.cancelled):
+                stopped = True
+                return False
+            return None
 
-        callback = _progress_callback if (progress or self._progress_callback is not None) else None
-        if len(plan) == 1:
-            with self.autocast:
-                return self.lm.generate(prompt_tokens, attributes, callback=callback, max_gen_len=total_gen_len,
-                                        **self.generation_params)
-
+        use_callback = progress or self._progress_callback is not None or options.cancel is not None
+        callback: tp.Any = _progress_callback if use_callback else None
         ref_wavs = [attr.wav.get("self_wav") for attr in attributes]
         all_tokens = [] if prompt_tokens is None else [prompt_tokens]
-        for (time_offset, max_gen_len), steps in zip(plan, window_steps):
-            for attr, ref_wav in zip(attributes, ref_wavs):
-                if ref_wav is None or int(ref_wav.length.max()) == 0:
-                    continue
-                # Tile the melody periodically so it covers this window.
-                wav_length = int(ref_wav.length.max())
-                initial_position = int(time_offset * self.sample_rate)
-                wav_target_length = int(self.max_duration * self.sample_rate)
-                positions = torch.arange(initial_position, initial_position + wav_target_length, device=self.device)
-                attr.wav["self_wav"] = WavCondition(
-                    ref_wav.wav[..., positions % wav_length], torch.full_like(ref_wav.length, wav_target_length),
-                    [self.sample_rate] * ref_wav.wav.size(0), [None], [0.0])
+        for index, ((time_offset, max_gen_len), steps) in enumerate(zip(plan, window_steps)):
+            prompt_len = 0 if prompt_tokens is None else prompt_tokens.shape[-1]
+            if len(plan) > 1 or options.schedule or options.melody_schedule:
+                # Time (s) at which this window's new content starts: what the schedules are looked up at.
+                content_start = time_offset + prompt_len / self.frame_rate if index > 0 else 0.0
+                self._apply_schedules(attributes, ref_wavs, options, time_offset, content_start)
             with self.autocast:
                 gen_tokens = self.lm.generate(prompt_tokens, attributes, callback=callback, max_gen_len=max_gen_len,
-                                              **self.generation_params)
-            prompt_len = 0 if prompt_tokens is None else prompt_tokens.shape[-1]
+                                              **self.generation_params, **options.lm_kwargs)
             all_tokens.append(gen_tokens[:, :, prompt_len:])
+            if stopped or gen_tokens.shape[-1] < max_gen_len:
+                break
             prompt_tokens = gen_tokens[:, :, stride_tokens:]
             done_steps += steps
         return torch.cat(all_tokens, dim=-1)
+
+    def _apply_schedules(self, attributes: tp.List[ConditioningAttributes],
+                         ref_wavs: tp.List[tp.Optional[WavCondition]], options: GenerationOptions,
+                         time_offset: float, content_start: float) -> None:
+        """Set each item's description and melody for the window starting at ``time_offset`` seconds."""
+        if options.schedule:
+            active = [entry for entry in options.schedule if entry[0] <= content_start + 1e-9]
+            description = (active[-1] if active else options.schedule[0])[1]
+            for i, attr in enumerate(attributes):
+                attr.text["description"] = description[i] if isinstance(description, (list, tuple)) else description
+        wav_target_length = int(self.max_duration * self.sample_rate)
+        initial_position = int(time_offset * self.sample_rate)
+        if options.melody_schedule:
+            active_melodies = [entry for entry in options.melody_schedule if entry[0] <= content_start + 1e-9]
+            start, melody = active_melodies[-1] if active_melodies else options.melody_schedule[0]
+            for attr in attributes:
+                if melody is None:
+                    attr.wav["self_wav"] = self._null_melody()
+                    continue
+                # The melody plays from its own start time, tiled periodically to cover the window.
+                offset = max(0, initial_position - int(start * self.sample_rate))
+                positions = torch.arange(offset, offset + wav_target_length, device=self.device)
+                attr.wav["self_wav"] = WavCondition(
+                    melody.to(self.device)[None][..., positions % melody.shape[-1]],
+                    torch.tensor([wav_target_length], device=self.device), [self.sample_rate], [None], [0.0])
+            return
+        for attr, ref_wav in zip(attributes, ref_wavs):
+            if ref_wav is None or int(ref_wav.length.max()) == 0:
+                continue
+            # Tile the melody periodically so it covers this window (Audiocraft's extension semantics).
+            wav_length = int(ref_wav.length.max())
+            positions = torch.arange(initial_position, initial_position + wav_target_length, device=self.device)
+            attr.wav["self_wav"] = WavCondition(
+                ref_wav.wav[..., positions % wav_length], torch.full_like(ref_wav.length, wav_target_length),
+                [self.sample_rate] * ref_wav.wav.size(0), [None], [0.0])

@@ -31,12 +31,13 @@ def check_number(name: str, value: tp.Any, *, minimum: tp.Optional[float] = None
         raise TypeError(f"{name} must be {kind}, got {_short(value)} ({type(value).__name__}).")
     if not math.isfinite(float(value)):
         raise ValueError(f"{name} must be finite, got {value}.")
+    number = float(value)
     if minimum is not None:
-        if strict_min and not value > minimum:
+        if strict_min and not number > minimum:
             raise ValueError(f"{name} must be > {minimum}, got {value}.")
-        if not strict_min and not value >= minimum:
+        if not strict_min and not number >= minimum:
             raise ValueError(f"{name} must be >= {minimum}, got {value}.")
-    if maximum is not None and not value <= maximum:
+    if maximum is not None and not number <= maximum:
         raise ValueError(f"{name} must be <= {maximum}, got {value}.")
     return value
 
@@ -47,10 +48,8 @@ def check_bool(name: str, value: tp.Any) -> bool:
     return value
 
 
-def check_descriptions(name: str, value: tp.Any, allow_none_list: bool = False) -> tp.List[tp.Optional[str]]:
+def check_descriptions(name: str, value: tp.Any) -> tp.List[tp.Optional[str]]:
     """A list (or tuple) of ``str | None``; returns it as a list."""
-    if value is None and allow_none_list:
-        return value
     if isinstance(value, str) or not isinstance(value, (list, tuple)):
         raise TypeError(f"{name} must be a list of str or None (one per sample), got {_short(value)} "
                         f"({type(value).__name__}).")
