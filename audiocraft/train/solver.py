@@ -218,30 +218,20 @@ class MusicGenTrainer:
         prefix = "module." if hasattr(self.model, "module") else ""
         return f"{prefix}lm.{lm_name}"
 
-    @property
-    def _unwrapped(self) -> _TrainModule:
-        model = self.model
-        return tp.cast(_TrainModule, model.module if hasattr(model, "module") else model)
-
     # ---- state ----------------------------------------------------------------------------------------
     def _full_trainable(self) -> tp.Dict[str, torch.Tensor]:
         """The trained parameters as full CPU tensors (collective under FSDP: call on every rank)."""
         return {name: full_tensor(p.detach()).cpu().clone() for name, p in self.opt_params.items()}
 
     def _optimizer_state(self) -> tp.Dict[str, tp.Any]:
-        if self.cfg.fsdp and self.env.is_distributed:
-            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
-            options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-            return get_optimizer_state_dict(self.model, self.optimizer, options=options)
-        return self.optimizer.state_dict()
+        """The full optimizer state keyed by parameter name (same format one process, DDP or FSDP)."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        return get_optimizer_state_dict(self.model, self.optimizer, options=options)
 
     def _load_optimizer_state(self, state: tp.Dict[str, tp.Any]) -> None:
-        if self.cfg.fsdp and self.env.is_distributed:
-            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
-            set_optimizer_state_dict(self.model, self.optimizer, state,
-                                     options=StateDictOptions(full_state_dict=True))
-        else:
-            self.optimizer.load_state_dict(state)
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+        set_optimizer_state_dict(self.model, self.optimizer, state, options=StateDictOptions(full_state_dict=True))
 
     def _state(self) -> tp.Dict[str, tp.Any]:
         """The checkpoint (collectives inside: call on every rank; meaningful on rank 0)."""

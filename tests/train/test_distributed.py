@@ -5,6 +5,7 @@ Both launches happen in one torchrun call (see ``dist_runs.py``): each run is ``
 import json
 import os
 from pathlib import Path
+import shutil
 import subprocess
 import sys
 
@@ -19,8 +20,8 @@ from .synth import make_music_folder
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _args(music_folder: Path, codes_cache: Path, out: Path) -> list:
-    return ["--data", str(music_folder), "--out", str(out), "--steps", "3", "--batch-size", "4", "--lr", "1e-3",
+def _args(music_folder: Path, codes_cache: Path, out: Path, steps: int = 3) -> list:
+    return ["--data", str(music_folder), "--out", str(out), "--steps", str(steps), "--batch-size", "4", "--lr", "1e-3",
             "--warmup", "0", "--segment-duration", "1.0", "--no-condition-dropout", "--num-workers", "0",
             "--no-progress", "--codes-cache", str(codes_cache), "--device", "cpu", "--seed", "7"]
 
@@ -41,16 +42,23 @@ def runs(codes_cache: Path, tmp_path_factory) -> Path:
     train(TrainConfig(data=str(music_folder), out=str(root / "single_lora"), steps=3, batch_size=4, lr=1e-2,
                       warmup=0, segment_duration=1.0, condition_dropout=False, num_workers=0, progress=False,
                       codes_cache=str(codes_cache), device="cpu", seed=7, lora=True, lora_rank=2))
+    # A one-process checkpoint resumed by two processes (and, for reference, by one).
+    shutil.copytree(root / "single", root / "resumed_by_2")
+    shutil.copytree(root / "single", root / "resumed_by_1")
+    train(TrainConfig(data=str(music_folder), out=str(root / "resumed_by_1"), steps=4, batch_size=4, lr=1e-3,
+                      warmup=0, segment_duration=1.0, condition_dropout=False, num_workers=0, progress=False,
+                      codes_cache=str(codes_cache), device="cpu", seed=7, resume=True))
     lora = ["--lora", "--lora-rank", "2", "--lr", "1e-2"]
     spec.write_text(json.dumps([_args(music_folder, codes_cache, root / "ddp"),
                                 _args(music_folder, codes_cache, root / "fsdp") + ["--fsdp"],
-                                _args(music_folder, codes_cache, root / "fsdp_lora") + ["--fsdp", *lora]]))
+                                _args(music_folder, codes_cache, root / "fsdp_lora") + ["--fsdp", *lora],
+                                _args(music_folder, codes_cache, root / "resumed_by_2", steps=4) + ["--resume"]]))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
                OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                            str(Path(__file__).with_name("dist_runs.py")), str(spec)],
                           env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0 and "EXIT_CODES [0, 0, 0]" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode == 0 and "EXIT_CODES [0, 0, 0, 0]" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
     return root
 
 
@@ -84,3 +92,12 @@ def test_two_processes_match_one(runs: Path, mode: str) -> None:
 def _base_file() -> Path:
     from huggingface_hub import hf_hub_download
     return Path(hf_hub_download("facebook/musicgen-small", "state_dict.bin"))
+
+
+def test_one_process_checkpoint_resumes_on_two(runs: Path) -> None:
+    """Checkpoints are the same whatever the parallelism: 3 steps in one process, then 1 more on two processes."""
+    one = load_checkpoint(runs / "resumed_by_1" / "checkpoint.th")
+    two = load_checkpoint(runs / "resumed_by_2" / "checkpoint.th")
+    assert one["step"] == two["step"] == 4 and two["world_size"] == 2
+    worst = max((one["model"][k] - two["model"][k]).abs().max().item() for k in one["model"])
+    assert worst < 5e-5, worst
