@@ -10,8 +10,10 @@ exit with status 2.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
+import shlex
 import sys
 import typing as tp
 
@@ -39,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", choices=FORMATS, default=None, help="output format")
     parser.add_argument("--melody", type=Path, help="audio file whose melody to follow (melody models)")
     parser.add_argument("--continue", dest="continuation", type=Path, help="audio file to continue")
-    parser.add_argument("--seed", type=int, default=None, help="random seed for reproducible sampling")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="random seed; prompt i gets seed N+i and regenerates alone with --seed N+i")
     parser.add_argument("--top-k", type=int, default=250, help="top-k sampling (default: 250)")
     parser.add_argument("--top-p", type=float, default=0.0, help="top-p sampling, overrides top-k when > 0")
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: 1.0)")
@@ -49,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="window stride in seconds for durations beyond the model's maximum window "
                              "(default: 18, or half the window if that is shorter)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--no-metadata", action="store_true",
+                        help="do not embed the generation parameters (tag 'comment' + a .json sidecar)")
     parser.add_argument("--demo", action="store_true", help=argparse.SUPPRESS)
     return parser
 
@@ -93,8 +98,6 @@ def _load_model(args: argparse.Namespace) -> tp.Any:
 
 
 def run(args: argparse.Namespace) -> tp.List[Path]:
-    import torch
-
     from .data.audio import audio_read, audio_write
 
     fmt = args.format or (args.out.suffix.lstrip(".").lower() if args.out.suffix else "wav")
@@ -132,27 +135,58 @@ def run(args: argparse.Namespace) -> tp.List[Path]:
             bar.refresh()
 
         model.set_custom_progress_callback(_progress)
-    if args.seed is not None:
-        torch.manual_seed(args.seed)
+    if args.seed is not None and not 0 <= args.seed < 2 ** 63 - len(prompts):
+        raise CLIError(f"--seed must be in [0, 2**63), got {args.seed}")
     try:
         if args.melody is not None:
             melody, sr = audio_read(args.melody)
-            wav = model.generate_with_chroma(descriptions, melody[None].expand(len(prompts), -1, -1), sr)
+            wav = model.generate_with_chroma(descriptions, melody[None].expand(len(prompts), -1, -1), sr,
+                                             seed=args.seed)
         elif args.continuation is not None:
             prompt, sr = audio_read(args.continuation)
-            wav = model.generate_continuation(prompt[None].expand(len(prompts), -1, -1), sr, descriptions)
+            wav = model.generate_continuation(prompt[None].expand(len(prompts), -1, -1), sr, descriptions,
+                                              seed=args.seed)
         else:
-            wav = model.generate(descriptions)
+            wav = model.generate(descriptions, seed=args.seed)
     except (TypeError, ValueError) as exc:
         raise CLIError(str(exc)) from exc
     finally:
         if bar is not None:
             bar.close()
     written = []
-    for path, audio in zip(_output_paths(args.out, fmt, len(prompts)), wav):
-        written.append(audio_write(path, audio.cpu(), model.sample_rate, format=fmt, strategy="loudness",
-                                   loudness_compressor=True))
+    for index, (path, audio) in enumerate(zip(_output_paths(args.out, fmt, len(prompts)), wav)):
+        meta = None if args.no_metadata else _metadata(args, model, prompts[index],
+                                                       None if args.seed is None else args.seed + index)
+        tags = None if meta is None else {"comment": json.dumps(meta, sort_keys=True)}
+        target = audio_write(path, audio.cpu(), model.sample_rate, format=fmt, strategy="loudness",
+                             loudness_compressor=True, metadata=tags)
+        if meta is not None:
+            _write_json_atomic(target.with_name(target.name + ".json"), meta)
+        written.append(target)
     return written
+
+
+def _metadata(args: argparse.Namespace, model: tp.Any, prompt: str, seed: tp.Optional[int]) -> tp.Dict[str, tp.Any]:
+    """Everything needed to regenerate a take: model, prompt, seed, sampling parameters, library version."""
+    from . import __version__
+    return {
+        "library": "audiocraft", "version": __version__, "model": model.name, "prompt": prompt, "seed": seed,
+        "duration": args.duration, "generation_params": dict(model.generation_params),
+        "extend_stride": model.extend_stride,
+        "melody": None if args.melody is None else str(args.melody),
+        "continuation": None if args.continuation is None else str(args.continuation),
+        "command": "musicgen " + " ".join(shlex.quote(a) for a in (sys.argv[1:] or [])),
+    }
+
+
+def _write_json_atomic(path: Path, data: tp.Dict[str, tp.Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:

@@ -176,6 +176,116 @@ class MusicGen(BaseGenModel):
         attributes, _ = self._prepare_tokens_and_attributes(descriptions, None, melodies)
         return attributes
 
+    # ---- beyond Audiocraft: streaming output and long-form schedules ------------------------------------
+    def generate_stream(self, descriptions: tp.List[tp.Optional[str]], *, chunk_seconds: float = 1.0,
+                        prompt: tp.Optional[torch.Tensor] = None, prompt_sample_rate: tp.Optional[int] = None,
+                        melody_wavs: tp.Optional[MelodyType] = None, melody_sample_rate: tp.Optional[int] = None,
+                        progress: bool = False, seed: SeedType = None, cancel: tp.Optional[CancelToken] = None
+                        ) -> tp.Iterator[torch.Tensor]:
+        """Yield audio ``[B, C, n]`` chunks of about ``chunk_seconds`` while generation is still running.
+
+        Same inputs as :meth:`generate`, :meth:`generate_continuation` (``prompt``, ``prompt_sample_rate``) or
+        :meth:`generate_with_chroma` (``melody_wavs``, ``melody_sample_rate``). The first chunk arrives after about
+        ``chunk_seconds`` of audio has been generated (plus the codec's 3.75-frame look-ahead), not at the end. The
+        concatenated chunks equal the audio :meth:`generate` returns for the same tokens (up to float round-off).
+        Closing the iterator early (``break``) cancels the generation.
+        """
+        check_number("chunk_seconds", chunk_seconds, minimum=0.0, strict_min=True)
+        prompt_tokens = None
+        if prompt is not None:
+            if prompt_sample_rate is None:
+                raise ValueError("prompt_sample_rate is required with prompt.")
+            descriptions, prompt_tokens = self._prepare_prompt(prompt, prompt_sample_rate, descriptions)
+        if melody_wavs is not None:
+            if melody_sample_rate is None:
+                raise ValueError("melody_sample_rate is required with melody_wavs.")
+            attributes = self._melody_attributes(descriptions, melody_wavs, melody_sample_rate)
+        else:
+            descriptions = check_descriptions("descriptions", descriptions)
+            attributes, _ = self._prepare_tokens_and_attributes(descriptions, None)
+        options = self._options(seed, cancel, len(attributes))
+        from ._stream import stream_audio
+        return stream_audio(self, lambda opts: self._generate_tokens(attributes, prompt_tokens, progress, opts),
+                            options, prompt_tokens, chunk_seconds)
+
+    def generate_long(self, schedule: tp.Sequence[tp.Tuple[float, tp.Any]], duration: tp.Optional[float] = None, *,
+                      melody_schedule: tp.Optional[tp.Sequence[tp.Tuple[float, tp.Optional[torch.Tensor]]]] = None,
+                      melody_sample_rate: tp.Optional[int] = None, progress: bool = False,
+                      return_tokens: bool = False, seed: SeedType = None, cancel: tp.Optional[CancelToken] = None
+                      ) -> tp.Union[torch.Tensor, tp.Tuple[torch.Tensor, torch.Tensor]]:
+        """Long-form generation driven by a schedule of prompts.
+
+        Args:
+            schedule: ``[(start_seconds, description), ...]`` sorted by time, first at 0; a description may be a
+                str, None, or a list with one str/None per item (that list's length is the batch size).
+            duration: total seconds (default: the ``duration`` of ``set_generation_params``). Beyond
+                ``max_duration`` the usual extension windows are used; each window takes the description (and
+                melody) in force when its new content starts.
+            melody_schedule: ``[(start_seconds, wav [C, T] or None), ...]`` at ``melody_sample_rate`` (melody
+                models): each melody is tiled from its start time to cover the windows it is in force for.
+            progress, return_tokens, seed, cancel: as in :meth:`generate`. The progress total is exact across
+                windows.
+        Returns:
+            audio ``[B, C, T]`` (and tokens ``[B, K, F]``).
+        """
+        entries = self._check_schedule("schedule", schedule)
+        batch = 1
+        for _, description in entries:
+            if isinstance(description, (list, tuple)):
+                batch = len(description)
+        for i, (_, description) in enumerate(entries):
+            items = description if isinstance(description, (list, tuple)) else [description] * batch
+            if len(items) != batch:
+                raise ValueError(f"schedule[{i}] has {len(items)} descriptions but the batch has {batch}.")
+            check_descriptions(f"schedule[{i}] descriptions", list(items))
+        melodies: tp.Optional[tp.List[tp.Tuple[float, tp.Optional[torch.Tensor]]]] = None
+        if melody_schedule is not None:
+            if "self_wav" not in self.lm.condition_provider.conditioners:
+                raise ValueError(f"Model '{self.name}' has no melody (chroma) conditioner; melody_schedule needs a "
+                                 "melody model.")
+            if melody_sample_rate is None:
+                raise ValueError("melody_sample_rate is required with melody_schedule.")
+            check_number("melody_sample_rate", melody_sample_rate, minimum=0, strict_min=True, integer=True)
+            melodies = []
+            for i, (start, wav) in enumerate(self._check_schedule("melody_schedule", melody_schedule)):
+                if wav is not None:
+                    check_waveform(f"melody_schedule[{i}] wav", wav, dims=(2,))
+                    wav = convert_audio(wav, melody_sample_rate, self.sample_rate, self.audio_channels)
+                melodies.append((start, wav))
+        old_duration = self.duration
+        if duration is not None:
+            check_number("duration", duration, minimum=0.0, strict_min=True)
+            self.duration = float(duration)
+        try:
+            first = entries[0][1]
+            first_items = list(first) if isinstance(first, (list, tuple)) else [first] * batch
+            attributes, _ = self._prepare_tokens_and_attributes(first_items, None)
+            options = self._options(seed, cancel, batch)
+            options.schedule = entries
+            options.melody_schedule = melodies
+            tokens = self._generate_tokens(attributes, None, progress, options)
+        finally:
+            self.duration = old_duration
+        return self._output(tokens, return_tokens)
+
+    @staticmethod
+    def _check_schedule(name: str, schedule: tp.Any) -> tp.List[tp.Tuple[float, tp.Any]]:
+        if not isinstance(schedule, (list, tuple)) or not schedule:
+            raise TypeError(f"{name} must be a non-empty list of (start_seconds, value) pairs, got {schedule!r}.")
+        entries = []
+        previous = -1.0
+        for i, entry in enumerate(schedule):
+            if not isinstance(entry, (list, tuple)) or len(entry) != 2:
+                raise TypeError(f"{name}[{i}] must be a (start_seconds, value) pair, got {entry!r}.")
+            start = check_number(f"{name}[{i}] start", entry[0], minimum=0.0)
+            if start <= previous:
+                raise ValueError(f"{name} start times must increase, got {start} after {previous}.")
+            previous = float(start)
+            entries.append((float(start), entry[1]))
+        if entries[0][0] != 0.0:
+            raise ValueError(f"{name} must start at 0 s, got {entries[0][0]}.")
+        return entries
+
     # ---- internals ------------------------------------------------------------------------------
     def _null_melody(self) -> WavCondition:
         return WavCondition(torch.zeros((1, 1, 1), device=self.device), torch.tensor([0], device=self.device),
