@@ -261,7 +261,8 @@ class AudioDataset(torch.utils.data.Dataset):
         sample_on_weight: ...times their ``weight``; with neither, uniformly.
         min_segment_ratio: a segment starts at most ``duration - min_segment_ratio * segment_duration`` s in,
             so at least that fraction of it is real audio (for files longer than that).
-        max_read_retry: files tried for one item before giving up.
+        max_read_retry: files drawn for one item before trying every file in turn (an item fails only when
+            no file of the dataset can be read).
         return_info: return ``(wav, SegmentInfo)`` instead of ``wav``.
         min_audio_duration / max_audio_duration: leave out shorter / longer files.
         shuffle_seed: base seed of the item generators.
@@ -426,24 +427,36 @@ class AudioDataset(torch.utils.data.Dataset):
         return wav.contiguous(), info
 
     def _get_item_with_info(self, index: int) -> tp.Tuple[torch.Tensor, SegmentInfo]:
+        """Item ``index``: up to ``max_read_retry`` drawn files, then every file in turn; raises only when no
+        file of the dataset can be read."""
         rng = torch.Generator()
         rng.manual_seed(item_seed(self.shuffle_seed, self._epoch_for_seed(), index))
         last_error: tp.Optional[BaseException] = None
+        failed: tp.Set[str] = set()
+        candidates: tp.Iterator[tp.Tuple[AudioMeta, float]] = self._candidates(index, rng)
+        for meta, seek_time in candidates:
+            if meta.path in failed:
+                continue
+            try:
+                return self._load_segment(meta, seek_time)
+            except Exception as err:  # decoder errors, missing files: try another file
+                self._record_failure(meta.path, err)
+                failed.add(meta.path)
+                last_error = err
+        raise RuntimeError(f"Could not read any audio for item {index}: all {len(failed)} file(s) of the dataset "
+                           f"failed (last error: {last_error}).")
+
+    def _candidates(self, index: int, rng: torch.Generator) -> tp.Iterator[tp.Tuple[AudioMeta, float]]:
+        """(file, seek time) to try for item ``index``: drawn ones, then every file (seek 0) as a last resort."""
         for attempt in range(self.max_read_retry):
             if self.segment_duration is None:
-                meta = self.meta[(index + attempt) % len(self.meta)]
-                seek_time = 0.0
+                yield self.meta[(index + attempt) % len(self.meta)], 0.0
             else:
                 meta = self.sample_file(index, rng, attempt)
                 max_seek = max(0.0, meta.duration - self.segment_duration * self.min_segment_ratio)
-                seek_time = float(torch.rand(1, generator=rng, dtype=torch.float64)) * max_seek
-            try:
-                return self._load_segment(meta, seek_time)
-            except Exception as err:  # decoder errors, missing files: draw another file
-                self._record_failure(meta.path, err)
-                last_error = err
-        raise RuntimeError(f"Could not read any audio for item {index} after {self.max_read_retry} attempts "
-                           f"(last error: {last_error}).")
+                yield meta, float(torch.rand(1, generator=rng, dtype=torch.float64)) * max_seek
+        for offset in range(len(self.meta)):
+            yield self.meta[(index + offset) % len(self.meta)], 0.0
 
     def __getitem__(self, index: int) -> tp.Union[torch.Tensor, tp.Tuple[torch.Tensor, SegmentInfo]]:
         wav, info = self._get_item_with_info(index)
