@@ -302,11 +302,7 @@ class EncodecModel(CompressionModel):
         In streaming mode: decodes the new frames and returns only the final samples (see module doc).
         """
         _check_codes(codes, self.total_codebooks, self.cardinality, allow_empty=self.is_streaming)
-        if codes.shape[-1] == 0:
-            dim = int(getattr(self.quantizer, "dimension"))
-            emb = torch.zeros(codes.shape[0], dim, 0, device=codes.device)
-        else:
-            emb = self.quantizer.decode(codes.long())
+        emb = self.quantizer.decode(codes.long())  # [B, D, F] (F may be 0 while streaming)
         out = self.decoder(emb)
         return self.postprocess(out, scale)
 

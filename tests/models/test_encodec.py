@@ -272,6 +272,9 @@ def _tiny_hf_model():
 
 
 def test_hf_wrapper_matches_transformers():
+    import transformers
+    from audiocraft.models.encodec import HFEncodecModel  # lazy alias, as in Audiocraft
+    assert HFEncodecModel is transformers.EncodecModel
     hf = _tiny_hf_model()
     model = HFEncodecCompressionModel(hf)
     assert model.possible_num_codebooks == [1, 2] and model.num_codebooks == model.total_codebooks == 2
