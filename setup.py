@@ -46,6 +46,7 @@ setup(
     entry_points={
         "console_scripts": [
             "musicgen=audiocraft.cli:main",
+            "musicgen-train=audiocraft.train.cli:main",
         ],
     },
     classifiers=[
