@@ -93,7 +93,8 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None, batched: bool = False) -> i
     from .model_cache import ModelCache
     from .outputs import OutputFolder
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    logging.getLogger("audiocraft").setLevel(logging.INFO)  # batch sizes, generation failures
 
     models = OFFLINE_MODELS if offline else MODELS
     cache = ModelCache(device=args.device, stem_separation=not (args.no_stem_separation or offline))

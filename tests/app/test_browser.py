@@ -149,8 +149,17 @@ FETCH_JS = """async (src) => { const bytes = new Uint8Array(await (await fetch(s
 
 def _check_audio_file(page, src: str, folder: Path, duration: float) -> None:
     """Fetch what the page plays, as the browser does, and check it with audio_info."""
+    for _ in range(10):
+        try:
+            data = page.evaluate(FETCH_JS, src)
+            break
+        except sync_api.Error:  # a blob: source (gradio 5) may be replaced by a new one meanwhile
+            time.sleep(0.5)
+            src = _wait_audio(page)["src"]
+    else:
+        pytest.fail(f"could not fetch the audio the page plays ({src})")
     path = folder / "fetched.wav"
-    path.write_bytes(base64.b64decode(page.evaluate(FETCH_JS, src)))
+    path.write_bytes(base64.b64decode(data))
     info = audio_info(path)
     assert (info.sample_rate, info.channels) == (32000, 1)
     assert info.duration == pytest.approx(duration, abs=1e-3)

@@ -134,3 +134,20 @@ def test_offline_demo_without_checkpoints(monkeypatch, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--offline-demo"])
     assert "The tiny offline checkpoints were not found in" in capsys.readouterr().err
+
+
+def test_predict_reports_progress(cache, tmp_path):
+    calls = []
+
+    class Progress:
+        def __call__(self, value, desc=None, unit="steps"):
+            calls.append((value, desc))
+
+    predict = make_predict(cache, OutputFolder(tmp_path), MODELS)
+    predict("facebook/musicgen-small", "lofi", None, 1, 250, 0.0, 1.0, 3.0, progress=Progress())
+    assert calls[0] == (0.0, "Loading facebook/musicgen-small")
+    assert calls[1] == ((1, 50), "Generating") and calls[-1] == ((50, 50), "Generating")
+    assert len(calls) == 51
+    calls.clear()
+    predict("facebook/musicgen-small", "lofi", None, 1, 250, 0.0, 1.0, 3.0, progress=Progress())
+    assert calls[0] == (0.0, "Starting")  # the model is already loaded
