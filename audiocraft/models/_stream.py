@@ -42,6 +42,10 @@ def stream_audio(model: "BaseGenModel", run: tp.Callable[["GenerationOptions"], 
 
     options.cancel = _Either()
 
+    # Decoding one frame per call is costly for the real codec: decode blocks of a quarter chunk.
+    block = max(1, int(round(chunk_seconds * model.frame_rate / 4)))
+    waiting: tp.List[torch.Tensor] = []
+
     def decode(frames: torch.Tensor) -> None:
         if frames.shape[-1] == 0:
             return
@@ -50,7 +54,13 @@ def stream_audio(model: "BaseGenModel", run: tp.Callable[["GenerationOptions"], 
         if audio.shape[-1]:
             out.put(audio)
 
-    options.on_frames = decode
+    def on_frames(frames: torch.Tensor) -> None:
+        waiting.append(frames)
+        if sum(f.shape[-1] for f in waiting) >= block:
+            decode(torch.cat(waiting, dim=-1))
+            waiting.clear()
+
+    options.on_frames = on_frames
 
     def worker() -> None:
         try:
@@ -58,6 +68,8 @@ def stream_audio(model: "BaseGenModel", run: tp.Callable[["GenerationOptions"], 
                 if prompt_tokens is not None:
                     decode(prompt_tokens)
                 run(options)
+                if waiting:
+                    decode(torch.cat(waiting, dim=-1))
                 with torch.no_grad():
                     flush: tp.Any = getattr(codec, "flush_decoder")
                     tail = flush()
