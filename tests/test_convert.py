@@ -7,8 +7,8 @@ Proof of the conversion on the tiny official-format checkpoints:
 - teacher-forced logits through transformers' modules equal the official goldens;
 - converting back gives bit-identical state dicts (and, with the original as template, the same xp.cfg).
 """
-import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
@@ -261,6 +261,69 @@ def test_keep_t5_stores_the_text_encoder_and_converts_again(small_hf, tmp_path):
     assert all(torch.equal(first[k], second[k]) for k in first)
 
 
+def _assert_same_packages(out, repo: str, dtype=None) -> None:
+    for filename in ("state_dict.bin", "compression_state_dict.bin"):
+        original = _package(repo, filename)["best_state"]
+        back = torch.load(out / filename, map_location="cpu", weights_only=True)["best_state"]
+        assert set(back) == set(original)
+        for key, tensor in original.items():
+            if dtype is not None and filename == "state_dict.bin":
+                tensor = tensor.to(dtype)
+            assert back[key].dtype == tensor.dtype and torch.equal(back[key], tensor), key
+
+
+def test_legacy_weight_norm_names_and_sharded_files_are_read(small_hf, tmp_path):
+    """transformers files written with the old weight_norm (``conv.weight_g`` / ``weight_v``), in two shards."""
+    import json
+    import shutil
+    from safetensors.torch import load_file, save_file
+    folder = tmp_path / "legacy"
+    shutil.copytree(small_hf, folder)
+    state = load_file(str(folder / "model.safetensors"))
+    (folder / "model.safetensors").unlink()
+    legacy = {k.replace("parametrizations.weight.original0", "weight_g").replace(
+        "parametrizations.weight.original1", "weight_v"): v for k, v in state.items()}
+    assert sum(k.endswith("weight_g") for k in legacy) == 28  # every conv of the codec
+    shards = {"model-00001-of-00002.safetensors": {k: v for k, v in legacy.items() if k.startswith("audio_")},
+              "model-00002-of-00002.safetensors": {k: v for k, v in legacy.items() if not k.startswith("audio_")}}
+    for name, part in shards.items():
+        save_file(part, str(folder / name), metadata={"format": "pt"})
+    index = {"metadata": {}, "weight_map": {k: name for name, part in shards.items() for k in part}}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    _assert_same_packages(from_transformers(folder, tmp_path / "back"), "facebook/musicgen-small")
+
+
+def test_float16_weights_keep_their_dtype_both_ways(tmp_path):
+    folder = tmp_path / "half"
+    folder.mkdir()
+    pkg = _package("facebook/musicgen-small", "state_dict.bin")
+    pkg["best_state"] = {k: v.half() for k, v in pkg["best_state"].items()}
+    torch.save(pkg, folder / "state_dict.bin")
+    torch.save(_package("facebook/musicgen-small", "compression_state_dict.bin"),
+               folder / "compression_state_dict.bin")
+    hf_dir = to_transformers(folder, tmp_path / "hf")
+    _, info = transformers.MusicgenForConditionalGeneration.from_pretrained(hf_dir, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+    _assert_same_packages(from_transformers(hf_dir, tmp_path / "back"), "facebook/musicgen-small", torch.float16)
+
+
+def test_compression_reference_is_followed(small_hf, tmp_path):
+    """``compression_state_dict.bin`` may only name the codec (``{'pretrained': name}``), as export.py writes."""
+    from safetensors.torch import load_file
+    folder = tmp_path / "ref"
+    folder.mkdir()
+    (folder / "state_dict.bin").write_bytes((_snapshot("facebook/musicgen-small") / "state_dict.bin").read_bytes())
+    codec_file = _snapshot("facebook/musicgen-small") / "compression_state_dict.bin"
+    torch.save({"pretrained": str(codec_file), "exported": True}, folder / "compression_state_dict.bin")
+    converted = load_file(str(to_transformers(folder, tmp_path / "hf") / "model.safetensors"))
+    reference = load_file(str(small_hf / "model.safetensors"))
+    assert set(converted) == set(reference) and all(torch.equal(converted[k], reference[k]) for k in reference)
+    torch.save({"pretrained": "facebook/encodec_32khz", "exported": True}, folder / "compression_state_dict.bin")
+    with pytest.raises(ConversionError, match="the compression model 'facebook/encodec_32khz' the checkpoint "
+                                              "refers to cannot be loaded as a transformers EncodecModel"):
+        to_transformers(folder, tmp_path / "hf2")
+
+
 def test_template_of_another_kind_is_refused(melody_hf, tmp_path):
     with pytest.raises(ConversionError, match="the template is a text model but the converted model is a melody"):
         from_transformers(melody_hf, tmp_path / "out", template="facebook/musicgen-small")
@@ -339,12 +402,16 @@ def test_cli_refuses_a_non_empty_output_and_overwrites_on_request(capsys, tmp_pa
     assert {p.name for p in out.iterdir()} == {"keep.txt", "state_dict.bin", "compression_state_dict.bin"}
 
 
-def test_module_entry_point_exit_status_and_usage(tmp_path):
+def test_module_entry_point_exit_status(tmp_path, capsys, monkeypatch):
+    """``python -m audiocraft.convert ...`` (run in-process with runpy): exit status 2 and one line."""
+    import runpy
     missing = tmp_path / "nope"
-    command = [sys.executable, "-m", "audiocraft.convert", "to-transformers", str(missing), str(tmp_path / "out")]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2
-    assert result.stderr == f"error: no such checkpoint file or folder: '{missing}'\n"
+    monkeypatch.setattr(sys, "argv", ["audiocraft.convert", "to-transformers", str(missing), str(tmp_path / "out")])
+    with pytest.raises(SystemExit) as exc, warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the module is already imported (by this test file)
+        runpy.run_module("audiocraft.convert", run_name="__main__", alter_sys=False)
+    assert exc.value.code == 2
+    assert capsys.readouterr().err == f"error: no such checkpoint file or folder: '{missing}'\n"
 
 
 def test_cli_usage_errors_exit_2(capsys):

@@ -113,9 +113,20 @@ def _load_audiocraft(source: PathLike) -> tp.Tuple[tp.Dict[str, tp.Any], tp.Dict
 # ---------------------------------------------------------------------------------------------- to transformers
 def _codec_for_transformers(pkg: tp.Mapping[str, tp.Any]) -> tp.Tuple[tp.Dict[str, tp.Any], weights.StateDict]:
     """(EncodecConfig kwargs with 'n_q', transformers EnCodec weights) of a compression package."""
-    if "pretrained" in pkg:  # a reference to a transformers EnCodec, e.g. 'facebook/encodec_32khz'
-        from transformers import EncodecModel
-        model = EncodecModel.from_pretrained(pkg["pretrained"])
+    if "pretrained" in pkg:  # a reference, resolved as CompressionModel.get_pretrained does
+        name = str(pkg["pretrained"])
+        if os.path.exists(name):  # an Audiocraft compression checkpoint (file or folder)
+            from ..models.loaders import load_compression_model_ckpt
+            referenced = load_compression_model_ckpt(name)
+            if "pretrained" in referenced:
+                raise ConversionError(f"compression checkpoint '{name}' is itself a reference; give the real one")
+            return _codec_for_transformers(referenced)
+        from transformers import EncodecModel  # a transformers EnCodec hub id, e.g. 'facebook/encodec_32khz'
+        try:
+            model = EncodecModel.from_pretrained(name)
+        except OSError as err:
+            raise ConversionError(f"the compression model {name!r} the checkpoint refers to cannot be loaded as a "
+                                  f"transformers EncodecModel: {err}") from err
         kwargs = cfgs.encodec_kwargs_from_transformers(model.config.to_dict())
         return kwargs, dict(model.state_dict())
     cfg = _xp_cfg(dict(pkg), f"'{COMPRESSION_FILENAME}'")
