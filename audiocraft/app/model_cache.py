@@ -51,16 +51,14 @@ class ModelCache:
 
     def _get(self, name: str) -> "MusicGen":
         if self._name != name or self._model is None:
-            # Free the previous model before loading the next one: two large models may not fit together.
-            self._model = None
-            self._name = None
-            gc.collect()
-            try:
+            if self._model is not None:
+                # Free the previous model before loading the next one: two large models may not fit together.
+                self._model = None
+                self._name = None
+                gc.collect()
                 import torch
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
-            except ImportError:  # pragma: no cover - torch is a hard dependency
-                pass
             try:
                 model = self._load(name)
             except Exception as exc:  # noqa: BLE001 - any loading failure becomes a message in the page

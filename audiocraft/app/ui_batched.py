@@ -39,20 +39,34 @@ def make_check(duration: float) -> tp.Callable[[str, tp.Optional[str]], None]:
 
 
 def make_predict_batched(cache: ModelCache, output: OutputFolder, model_name: str, duration: float
-                         ) -> tp.Callable[[tp.List[str], tp.List[tp.Optional[str]]], tp.List[tp.List[str]]]:
-    """The batched handler: lists of texts and melody paths -> ``[list of audio paths]``."""
+                         ) -> tp.Callable[[tp.List[str], tp.List[tp.Optional[str]]],
+                                          tp.List[tp.List[tp.Optional[str]]]]:
+    """The batched handler: lists of texts and melody paths -> ``[list of audio paths (None: rejected)]``."""
 
-    def predict_batched(texts: tp.List[str], melodies: tp.List[tp.Optional[str]]) -> tp.List[tp.List[str]]:
-        logger.info("generating a batch of %d", len(texts))
+    def predict_batched(texts: tp.List[str], melodies: tp.List[tp.Optional[str]]
+                        ) -> tp.List[tp.List[tp.Optional[str]]]:
+        # Page users were checked one by one before queueing; API callers may skip that step, so a bad item
+        # gets no audio (None) instead of failing everyone else's requests in the batch.
+        accepted = []
+        for index, (text, melody) in enumerate(zip(texts, melodies)):
+            try:
+                accepted.append((index, *validate_batch_item(text, melody, duration)))
+            except AppError as exc:
+                logger.warning("batch item %d rejected: %s", index, exc)
+        logger.info("generating a batch of %d (%d rejected)", len(accepted), len(texts) - len(accepted))
+        results: tp.List[tp.Optional[str]] = [None] * len(texts)
+        if not accepted:
+            return [results]
         try:
-            items = [validate_batch_item(text, melody, duration) for text, melody in zip(texts, melodies)]
-            wavs, sample_rate = generate_batch(cache, model_name, [t for t, _ in items], [m for _, m in items],
-                                               duration)
-            return [[str(output.write_audio(wav, sample_rate)) for wav in wavs]]
+            wavs, sample_rate = generate_batch(cache, model_name, [text for _, text, _ in accepted],
+                                               [melody for _, _, melody in accepted], duration)
+            for (index, _, _), wav in zip(accepted, wavs):
+                results[index] = str(output.write_audio(wav, sample_rate))
         except AppError as exc:
             raise gr.Error(str(exc)) from exc
         except Exception as exc:  # noqa: BLE001 - keep serving; show what happened
             raise unexpected_error(exc) from exc
+        return [results]
 
     return predict_batched
 

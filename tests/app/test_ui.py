@@ -71,6 +71,10 @@ def test_batched_handlers(cache, tmp_path):
     (paths,) = predict(["a", "", "c"], [None, melody, None])
     assert len(paths) == 3
     assert {audio_info(p).duration for p in paths} == {1.0}
+    # API callers can skip the check: their bad items get no audio, the others are still served.
+    (paths,) = predict(["a", "  ", "c"], [None, None, str(bad)])
+    assert paths[1:] == [None, None] and audio_info(paths[0]).duration == 1.0
+    assert predict(["  "], [None]) == [[None]]
 
 
 def _elem_ids(demo):
