@@ -35,3 +35,16 @@ def test_restart_only_when_the_hub_already_read_other_settings(monkeypatch):
     monkeypatch.delitem(sys.modules, "huggingface_hub")
     monkeypatch.delitem(sys.modules, "transformers", raising=False)
     assert not settings.needs_reexec(env)  # not imported yet: setting os.environ is enough
+
+
+def test_importing_the_package_and_handlers_loads_no_gradio():
+    import subprocess
+    from pathlib import Path
+
+    code = ("import sys, audiocraft, audiocraft.app, audiocraft.app.handlers, audiocraft.app.launch, "
+            "audiocraft.app.outputs, audiocraft.app.waveform; "
+            "print(sorted(m for m in ('gradio', 'transformers', 'PIL') if m in sys.modules))")
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
