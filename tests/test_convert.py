@@ -392,6 +392,26 @@ def test_cli_unsupported_architecture(capsys, tmp_path):
                     "MusicGen (needs 'sin')", "to-transformers", str(folder), str(tmp_path / "out"))
 
 
+def test_cli_unsupported_transformers_model(capsys, tmp_path, small_hf):
+    import json
+    folder = tmp_path / "stereo"
+    folder.mkdir()
+    config = json.loads((small_hf / "config.json").read_text())
+    config["decoder"].update(audio_channels=2, num_codebooks=8)
+    (folder / "config.json").write_text(json.dumps(config))
+    _one_line_error(capsys, "decoder.audio_channels=2 cannot be expressed in Audiocraft's MusicGen (needs 1)",
+                    "from-transformers", str(folder), str(tmp_path / "out"))
+    config["decoder"].update(audio_channels=1, num_codebooks=4)
+    config["text_encoder"]["_name_or_path"] = "my-own-t5"
+    (folder / "config.json").write_text(json.dumps(config))
+    _one_line_error(capsys, "text encoder 'my-own-t5' is not one of Audiocraft's T5 models", "from-transformers",
+                    str(folder), str(tmp_path / "out"))
+    _one_line_error(capsys, "the text encoder is 768 wide but 't5-small' is 512 wide", "from-transformers",
+                    str(folder), str(tmp_path / "out"), "--t5-name", "t5-small")
+    _one_line_error(capsys, "holds no weights", "from-transformers", str(folder), str(tmp_path / "out"),
+                    "--t5-name", "t5-base")
+
+
 def test_cli_refuses_a_non_empty_output_and_overwrites_on_request(capsys, tmp_path, small_hf):
     out = tmp_path / "out"
     out.mkdir()

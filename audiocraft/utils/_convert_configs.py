@@ -55,9 +55,10 @@ def _plain(cfg: omegaconf.DictConfig, key: str) -> tp.Any:
     return node
 
 
-def _require(value: tp.Any, allowed: tp.Any, name: str) -> None:
+def _require(value: tp.Any, allowed: tp.Any, name: str, to_audiocraft: bool = False) -> None:
     if value != allowed:
-        raise ConversionError(f"{name}={value!r} cannot be expressed in transformers' MusicGen (needs {allowed!r})")
+        where = "Audiocraft's MusicGen" if to_audiocraft else "transformers' MusicGen"
+        raise ConversionError(f"{name}={value!r} cannot be expressed in {where} (needs {allowed!r})")
 
 
 def chroma_frames(sample_rate: int, duration: float, radix2_exp: int) -> int:
@@ -327,9 +328,9 @@ def encodec_kwargs_from_transformers(config: tp.Mapping[str, tp.Any]) -> tp.Dict
     """``EncodecConfig.to_dict()`` -> the keyword arguments :func:`compression_cfg_yaml` takes (with ``n_q``)."""
     from transformers import EncodecConfig
     enc = EncodecConfig(**{k: v for k, v in config.items() if k != "model_type"})
-    _require(enc.norm_type, "weight_norm", "audio_encoder.norm_type")
-    _require(enc.chunk_length_s, None, "audio_encoder.chunk_length_s")
-    _require(enc.codebook_dim, enc.hidden_size, "audio_encoder.codebook_dim")
+    _require(enc.norm_type, "weight_norm", "audio_encoder.norm_type", to_audiocraft=True)
+    _require(enc.chunk_length_s, None, "audio_encoder.chunk_length_s", to_audiocraft=True)
+    _require(enc.codebook_dim, enc.hidden_size, "audio_encoder.codebook_dim", to_audiocraft=True)
     keys = ["sampling_rate", "audio_channels", "normalize", "hidden_size", "num_filters", "num_residual_layers",
             "upsampling_ratios", "kernel_size", "last_kernel_size", "residual_kernel_size", "dilation_growth_rate",
             "use_causal_conv", "pad_mode", "compress", "num_lstm_layers", "trim_right_ratio", "codebook_size",
@@ -343,13 +344,13 @@ def lm_spec_from_transformers(config: tp.Any, generation: tp.Mapping[str, tp.Any
                               keep_t5: bool, radix2_exp: int = 14) -> LMSpec:
     """A transformers ``MusicgenConfig`` / ``MusicgenMelodyConfig`` -> :class:`LMSpec`."""
     dec = config.decoder
-    _require(dec.audio_channels, 1, "decoder.audio_channels")
-    _require(bool(dec.scale_embedding), False, "decoder.scale_embedding")
-    _require(bool(dec.tie_word_embeddings), False, "decoder.tie_word_embeddings")
-    _require(dec.pad_token_id, dec.vocab_size, "decoder.pad_token_id")
+    _require(dec.audio_channels, 1, "decoder.audio_channels", to_audiocraft=True)
+    _require(bool(dec.scale_embedding), False, "decoder.scale_embedding", to_audiocraft=True)
+    _require(bool(dec.tie_word_embeddings), False, "decoder.tie_word_embeddings", to_audiocraft=True)
+    _require(dec.pad_token_id, dec.vocab_size, "decoder.pad_token_id", to_audiocraft=True)
     if dec.activation_function not in ("gelu", "relu"):
-        raise ConversionError(f"decoder.activation_function={dec.activation_function!r} has no Audiocraft "
-                              "equivalent (allowed: 'gelu', 'relu')")
+        raise ConversionError(f"decoder.activation_function={dec.activation_function!r} cannot be expressed in "
+                              "Audiocraft's MusicGen (allowed: 'gelu', 'relu')")
     if getattr(dec, "cross_attention_hidden_size", None) is not None:
         raise ConversionError("decoder.cross_attention_hidden_size is set: Audiocraft always projects the text "
                               "encoder output (enc_to_dec_proj)")

@@ -57,9 +57,8 @@ def _quiet_transformers() -> tp.Iterator[None]:
         hf_logging.set_verbosity(previous)
 
 
-@contextlib.contextmanager
-def _staging(out_dir: PathLike, overwrite: bool, sources: tp.Sequence[PathLike]) -> tp.Iterator[Path]:
-    """A temporary folder next to ``out_dir`` whose files are moved into ``out_dir`` on success."""
+def _check_output(out_dir: PathLike, overwrite: bool, sources: tp.Sequence[PathLike]) -> Path:
+    """``out_dir`` as a Path, after checking it can receive the converted files."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ConversionError(f"output '{out}' exists and is not a folder")
@@ -69,6 +68,13 @@ def _staging(out_dir: PathLike, overwrite: bool, sources: tp.Sequence[PathLike])
     for source in sources:
         if os.path.isdir(source) and out.resolve() == Path(source).resolve():
             raise ConversionError(f"output folder '{out}' is the input folder; choose another one")
+    return out
+
+
+@contextlib.contextmanager
+def _staging(out_dir: PathLike, overwrite: bool, sources: tp.Sequence[PathLike]) -> tp.Iterator[Path]:
+    """A temporary folder next to ``out_dir`` whose files are moved into ``out_dir`` on success."""
+    out = _check_output(out_dir, overwrite, sources)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
@@ -183,6 +189,7 @@ def to_transformers(source: PathLike, out_dir: PathLike, overwrite: bool = False
         ConversionError: unsupported model or options, inconsistent checkpoint, or ``out_dir`` not empty.
         FileNotFoundError, audiocraft.utils.checkpoint_io.CheckpointError: unreadable checkpoint.
     """
+    _check_output(out_dir, overwrite, [source])
     lm_pkg, codec_pkg = _load_audiocraft(source)
     spec = cfgs.lm_spec_from_cfg(_xp_cfg(lm_pkg, f"'{LM_FILENAME}'"))
     from transformers import (EncodecConfig, GenerationConfig, MusicgenConfig, MusicgenDecoderConfig,
@@ -250,17 +257,19 @@ def _transformers_folder(source: PathLike) -> Path:
             raise ConversionError(f"'{source}' has no config.json: not a transformers model folder{hint}")
         return Path(source)
     name = str(source)
-    if os.path.exists(name) or name.startswith(("/", "./", "../", "~")) or name.count("/") > 1:
+    looks_local = isinstance(source, os.PathLike) or name.startswith(("/", "./", "../", "~"))
+    if os.path.exists(name) or looks_local or name.count("/") > 1:
         raise FileNotFoundError(f"no such transformers model folder: '{name}'")
     import huggingface_hub
     from huggingface_hub import errors
     patterns = ["*.json", "*.safetensors", "pytorch_model*.bin", "spiece.model"]
     try:
-        return Path(huggingface_hub.snapshot_download(repo_id=name, allow_patterns=patterns))
+        downloaded = huggingface_hub.snapshot_download(repo_id=name, allow_patterns=patterns)
     except (errors.HFValidationError, errors.LocalEntryNotFoundError, errors.RepositoryNotFoundError,
             errors.RevisionNotFoundError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise FileNotFoundError(f"'{name}' is neither a local folder nor a reachable hub model ({first})") from err
+    return _transformers_folder(downloaded)
 
 
 def _read_state(folder: Path) -> weights.StateDict:
@@ -336,6 +345,7 @@ def from_transformers(source: PathLike, out_dir: PathLike, overwrite: bool = Fal
     from ..models._build_compression import get_compression_model
     from .checkpoint_io import load_state_dict_checked
     folder = _transformers_folder(source)
+    _check_output(out_dir, overwrite, [folder])
     with _quiet_transformers():
         try:
             config = AutoConfig.from_pretrained(str(folder))
