@@ -324,6 +324,44 @@ def test_compression_reference_is_followed(small_hf, tmp_path):
         to_transformers(folder, tmp_path / "hf2")
 
 
+def test_other_sizes_convert_exactly_and_give_the_same_logits(tmp_path):
+    """Sizes other than the reference ones (dim 96, 4 heads, 3 layers, ffn 2 x dim, relu): a randomly initialised
+    LM built by our builder converts both ways exactly, and transformers computes the same logits."""
+    from omegaconf import OmegaConf
+    from audiocraft.models.builders import get_lm_model
+    from audiocraft.modules.conditioners import ConditioningAttributes
+    pkg = _package("facebook/musicgen-small", "state_dict.bin")
+    cfg = OmegaConf.create(pkg["xp.cfg"])
+    cfg.device, cfg.dtype = "cpu", "float32"
+    cfg.transformer_lm.update(dim=96, num_heads=4, num_layers=3, hidden_scale=2, activation="relu")
+    torch.manual_seed(0)
+    lm = get_lm_model(cfg).eval()
+    folder = tmp_path / "sized"
+    folder.mkdir()
+    torch.save({**pkg, "best_state": lm.state_dict(), "xp.cfg": OmegaConf.to_yaml(cfg)}, folder / "state_dict.bin")
+    torch.save(_package("facebook/musicgen-small", "compression_state_dict.bin"),
+               folder / "compression_state_dict.bin")
+    hf_dir = to_transformers(folder, tmp_path / "hf")
+    model = transformers.MusicgenForConditionalGeneration.from_pretrained(hf_dir).eval()
+    dec = model.config.decoder
+    assert (dec.hidden_size, dec.num_attention_heads, dec.num_hidden_layers, dec.ffn_dim) == (96, 4, 3, 192)
+    assert dec.activation_function == "relu"
+    back = torch.load(from_transformers(hf_dir, tmp_path / "back") / "state_dict.bin", weights_only=True)
+    assert "hidden_scale: 2" in back["xp.cfg"] and "activation: relu" in back["xp.cfg"]
+    original = lm.state_dict()
+    assert set(back["best_state"]) == set(original)
+    assert all(torch.equal(back["best_state"][k], v) for k, v in original.items())
+    codes = torch.randint(0, 2048, (1, 4, 6), generator=torch.Generator().manual_seed(1))
+    tokenizer = transformers.T5Tokenizer.from_pretrained(hf_dir)
+    inputs = tokenizer([TEXTS[1]], return_tensors="pt")
+    with torch.no_grad():
+        ours = lm.compute_predictions(codes, [ConditioningAttributes(text={"description": TEXTS[1]})])
+        sequence, _, _ = lm.pattern_provider.get_pattern(6).build_pattern_sequence(codes, 2048, True)
+        logits = model(**inputs, decoder_input_ids=sequence.reshape(4, -1)).logits
+    valid = ours.mask
+    assert (_reverted(logits, 6) - ours.logits)[valid].abs().max() < 1e-4
+
+
 def test_template_of_another_kind_is_refused(melody_hf, tmp_path):
     with pytest.raises(ConversionError, match="the template is a text model but the converted model is a melody"):
         from_transformers(melody_hf, tmp_path / "out", template="facebook/musicgen-small")
