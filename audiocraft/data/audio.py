@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .audio_utils import _check_float_clip, _check_sample_rate, convert_audio, f32_pcm, normalize_audio
+from .audio_utils import _check_float_clip, _check_sample_rate, _shown, convert_audio, f32_pcm, normalize_audio
 
 PathLike = tp.Union[str, os.PathLike]
 
@@ -159,6 +159,13 @@ def _decode(fp: Path, seek_time: float, duration: float,
     return chunks, sample_rate, channels, True
 
 
+def _finite(value: numbers.Real) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an int beyond the float range
+        return False
+
+
 def audio_read(filepath: PathLike, seek_time: float = 0., duration: float = -1.,
                pad: bool = False) -> tuple[torch.Tensor, int]:
     """Read `filepath` -> (wav float32 `[C, T]` in [-1, 1], sample_rate).
@@ -169,8 +176,8 @@ def audio_read(filepath: PathLike, seek_time: float = 0., duration: float = -1.,
     """
     fp = _existing_file(filepath)
     for name, value in (('seek_time', seek_time), ('duration', duration)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
-            raise ValueError(f"{name} must be a finite number of seconds, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not _finite(value):
+            raise ValueError(f"{name} must be a finite number of seconds, got {_shown(value)}")
     if seek_time < 0:
         raise ValueError(f"seek_time must be >= 0 seconds, got {seek_time!r}")
     chunks, sample_rate, channels, ok = _decode(fp, seek_time, duration, seek=True)

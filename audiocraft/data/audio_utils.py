@@ -17,9 +17,33 @@ from .loudness import integrated_loudness
 logger = logging.getLogger(__name__)
 
 NORMALIZATION_STRATEGIES = ('clip', 'peak', 'rms', 'loudness', 'none')
+MAX_HEADROOM_DB = 200.0  # |headroom| limit: gains of 10 ** (200 / 20) = 1e10 stay finite in float32
 
 
 # ------------------------------------------------------------------------------------------------ validation
+def _shown(value: object) -> str:
+    """``repr`` of a value for an error message, kept short."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int with more digits than Python prints
+        return f"<{type(value).__name__} too large to print>"
+    return text if len(text) <= 80 else text[:77] + '...'
+
+
+def _check_db(value: object, name: str) -> float:
+    """A finite number of decibels within +-`MAX_HEADROOM_DB`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number of dB, got {_shown(value)} ({type(value).__name__})")
+    try:
+        db = float(value)
+    except OverflowError:
+        db = math.inf
+    if not math.isfinite(db) or abs(db) > MAX_HEADROOM_DB:
+        raise ValueError(f"{name} must be a finite number of dB in [-{MAX_HEADROOM_DB:g}, {MAX_HEADROOM_DB:g}], "
+                         f"got {_shown(value)}")
+    return db
+
+
 def _check_tensor(wav: object, name: str = 'wav') -> torch.Tensor:
     if not isinstance(wav, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(wav).__name__}")
@@ -43,8 +67,11 @@ def _check_sample_rate(sample_rate: object, name: str = 'sample_rate') -> int:
     if isinstance(sample_rate, torch.Tensor) and sample_rate.numel() == 1:
         sample_rate = sample_rate.item()
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Real):
-        raise TypeError(f"{name} must be a positive integer (Hz), got {sample_rate!r}")
-    value = float(sample_rate)
+        raise TypeError(f"{name} must be a positive integer (Hz), got {_shown(sample_rate)}")
+    try:
+        value = float(sample_rate)
+    except OverflowError:  # an int beyond the float range
+        raise ValueError(f"{name} must be a positive integer (Hz), got {_shown(sample_rate)}") from None
     if not math.isfinite(value) or value <= 0 or not value.is_integer():
         raise ValueError(f"{name} must be a positive integer (Hz), got {sample_rate!r}")
     return int(value)
@@ -107,6 +134,14 @@ def _clip_wav(wav: torch.Tensor, log_clipping: bool = False, stem_name: str | No
     return wav.clamp(-1, 1)
 
 
+def _rescale(wav: torch.Tensor, rescaling: torch.Tensor, target: float, level: torch.Tensor) -> torch.Tensor:
+    """`wav * rescaling` (`rescaling = target / level`); when that gain overflows `wav`'s dtype (a subnormal
+    `level`), `wav / level * target` in float64 instead, cast back."""
+    if bool(torch.isfinite(rescaling)) and rescaling.dtype == wav.dtype:
+        return wav * rescaling
+    return (wav.double() / level.double() * target).to(wav.dtype)
+
+
 def normalize_loudness(wav: torch.Tensor, sample_rate: int, loudness_headroom_db: float = 14,
                        loudness_compressor: bool = False, energy_floor: float = 2e-3) -> torch.Tensor:
     """Scale `wav` `[C, T]` (or `[T]`) so that its loudness is `-loudness_headroom_db` LKFS.
@@ -119,6 +154,7 @@ def normalize_loudness(wav: torch.Tensor, sample_rate: int, loudness_headroom_db
     """
     wav = _check_float_clip(wav)
     sample_rate = _check_sample_rate(sample_rate)
+    loudness_headroom_db = _check_db(loudness_headroom_db, 'loudness_headroom_db')
     energy = wav.pow(2).mean().sqrt().item() if wav.numel() else 0.0
     if energy < energy_floor:
         return wav
@@ -153,27 +189,31 @@ def normalize_audio(wav: torch.Tensor, normalize: bool = True, strategy: str = '
     """
     wav = _check_float_clip(wav)
     if not isinstance(strategy, str) or strategy.lower() not in NORMALIZATION_STRATEGIES + ('',):
-        raise ValueError(f"unknown normalization strategy {strategy!r}; allowed: {', '.join(NORMALIZATION_STRATEGIES)}")
+        raise ValueError(f"unknown normalization strategy {_shown(strategy)}; allowed: "
+                         f"{', '.join(NORMALIZATION_STRATEGIES)}")
     strategy = strategy.lower()
-    scale_peak = 10 ** (-peak_clip_headroom_db / 20)
-    scale_rms = 10 ** (-rms_headroom_db / 20)
+    scale_peak = 10 ** (-_check_db(peak_clip_headroom_db, 'peak_clip_headroom_db') / 20)
+    scale_rms = 10 ** (-_check_db(rms_headroom_db, 'rms_headroom_db') / 20)
+    loudness_headroom_db = _check_db(loudness_headroom_db, 'loudness_headroom_db')
     if strategy == 'peak':
         peak = wav.abs().max() if wav.numel() else wav.new_zeros(())
         if peak.item() == 0:
             return wav
         rescaling = scale_peak / peak
         if normalize or rescaling.item() < 1:
-            wav = wav * rescaling
+            wav = _rescale(wav, rescaling, scale_peak, peak)
         return wav
     if strategy == 'clip':
         return wav.clamp(-scale_peak, scale_peak)
     if strategy == 'rms':
         mono = wav.mean(dim=0) if wav.dim() == 2 else wav
         rms = mono.pow(2).mean().sqrt() if mono.numel() else mono.new_zeros(())
+        if not bool(torch.isfinite(rms)) or (rms.item() == 0 and bool(mono.any())):
+            rms = mono.double().pow(2).mean().sqrt()  # x ** 2 overflowed (or underflowed) in wav's dtype
         if rms.item() > 0:
             rescaling = scale_rms / rms
             if normalize or rescaling.item() < 1:
-                wav = wav * rescaling
+                wav = _rescale(wav, rescaling, scale_rms, rms)
         return _clip_wav(wav, log_clipping=log_clipping, stem_name=stem_name)
     if strategy == 'loudness':
         if sample_rate is None:

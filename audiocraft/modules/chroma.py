@@ -167,6 +167,10 @@ class ChromaExtractor(nn.Module):
             wav = wav[:, 0]
         elif wav.dim() != 2:
             raise ValueError(f"wav must have shape [B, 1, T] or [B, T], got shape {list(wav.shape)}.")
+        if not wav.is_floating_point():
+            raise TypeError(f"wav must be a floating point tensor, got dtype {wav.dtype}.")
+        if wav.dtype != self.fbanks.dtype:  # e.g. float64 melodies: computed in the filterbank's dtype
+            wav = wav.to(self.fbanks.dtype)
         length = wav.shape[-1]
         if length < self.nfft:
             missing = self.nfft - length

@@ -15,7 +15,10 @@ import torch
 def _short(value: tp.Any) -> str:
     if isinstance(value, torch.Tensor):
         return f"Tensor(shape={list(value.shape)}, dtype={value.dtype})"
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # e.g. an int with more digits than Python converts to text
+        return f"<{type(value).__name__} too large to print>"
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -29,9 +32,12 @@ def check_number(name: str, value: tp.Any, *, minimum: tp.Optional[float] = None
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or (
             integer and not isinstance(value, numbers.Integral)):
         raise TypeError(f"{name} must be {kind}, got {_short(value)} ({type(value).__name__}).")
-    if not math.isfinite(float(value)):
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond the float range (e.g. 10 ** 400)
+        raise ValueError(f"{name} must be a finite number, got {_short(value)} (too large).") from None
+    if not math.isfinite(number):
         raise ValueError(f"{name} must be finite, got {value}.")
-    number = float(value)
     if minimum is not None:
         if strict_min and not number > minimum:
             raise ValueError(f"{name} must be > {minimum}, got {value}.")
@@ -43,6 +49,7 @@ def check_number(name: str, value: tp.Any, *, minimum: tp.Optional[float] = None
 
 
 def check_bool(name: str, value: tp.Any) -> bool:
+    """A real ``bool`` (not 0/1 or a truthy object)."""
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be a bool, got {_short(value)} ({type(value).__name__}).")
     return value
@@ -58,7 +65,19 @@ def check_descriptions(name: str, value: tp.Any) -> tp.List[tp.Optional[str]]:
     for i, item in enumerate(value):
         if item is not None and not isinstance(item, str):
             raise TypeError(f"{name}[{i}] must be a str or None, got {_short(item)} ({type(item).__name__}).")
+        if item is not None:
+            check_text(f"{name}[{i}]", item)
     return list(value)
+
+
+def check_text(name: str, text: str) -> str:
+    """A str that is valid Unicode text (UTF-8 encodable: no unpaired surrogates such as ``'\\ud800'``)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{name} is not valid Unicode text: {exc.reason} at position {exc.start} "
+                         f"({text[exc.start:exc.end]!r}); only UTF-8 encodable text is allowed.") from None
+    return text
 
 
 def check_waveform(name: str, wav: tp.Any, *, dims: tp.Sequence[int] = (2, 3),
@@ -88,6 +107,8 @@ def check_tokens(name: str, tokens: tp.Any, num_codebooks: int, cardinality: int
         raise ValueError(f"{name} must have shape [B, K, T], got shape {list(tokens.shape)}.")
     if tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool:
         raise TypeError(f"{name} must be an integer tensor, got dtype {tokens.dtype}.")
+    if tokens.shape[0] == 0:
+        raise ValueError(f"{name} must hold at least one item (dim 0), got shape {list(tokens.shape)}.")
     if tokens.shape[1] != num_codebooks:
         raise ValueError(f"{name} must have {num_codebooks} codebooks (dim 1), got shape {list(tokens.shape)}.")
     if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= cardinality):

@@ -104,8 +104,13 @@ def nullify_condition(condition: ConditionType, dim: int = 1) -> ConditionType:
     x, _ = condition
     if x.dim() < 2 or not -x.dim() <= dim < x.dim() or dim % x.dim() == 0:
         raise ValueError(f"dim must be a non-batch dimension of a {x.dim()}-D tensor, got {dim}.")
-    # 0 * x keeps the dtype and device (and, like the original, propagates NaN).
-    null = 0.0 * x.narrow(dim, 0, 1)
+    if x.shape[dim] == 0:  # e.g. a melody shorter than one sample once resampled: nothing to narrow
+        shape = list(x.shape)
+        shape[dim] = 1
+        null = x.new_zeros(shape)
+    else:
+        # 0 * x keeps the dtype and device (and, like the original, propagates NaN).
+        null = 0.0 * x.narrow(dim, 0, 1)
     mask = torch.zeros((x.shape[0], 1), dtype=torch.int32, device=x.device)
     return null, mask
 

@@ -9,6 +9,7 @@ import warnings
 import torch
 from torch import nn
 
+from ...utils.validation import check_text
 from .attributes import ConditionType
 from .base import TextConditioner
 from .tokenizers import NounsTokenizer, Tokenizer, WhiteSpaceTokenizer
@@ -22,6 +23,8 @@ def _check_texts(name: str, x: tp.Any) -> tp.List[tp.Optional[str]]:
     for i, item in enumerate(x):
         if item is not None and not isinstance(item, str):
             raise TypeError(f"{name}[{i}] must be a str or None, got {type(item).__name__}.")
+        if item is not None:
+            check_text(f"{name}[{i}]", item)  # the tokenizers take UTF-8: no unpaired surrogates
     return list(x)
 
 
@@ -83,8 +86,12 @@ class T5Conditioner(TextConditioner):
         normalize_text: lower-case, strip punctuation and stop words before tokenizing. This approximates
             Audiocraft's spaCy lemmatisation (spaCy is not a dependency; no lemmas, numbers kept as digits), so
             results differ from Audiocraft's for models trained with it; a warning says so.
+
+    Texts longer than ``MAX_TOKENS`` tokens (T5's maximum length) are refused with a ``ValueError``: the encoder's
+    memory grows with the square of the length.
     """
 
+    MAX_TOKENS = 512
     t5: tp.Any  # the transformers T5EncoderModel (a submodule only when finetune)
 
     MODELS = ["t5-small", "t5-base", "t5-large", "t5-3b", "t5-11b",
@@ -160,6 +167,12 @@ class T5Conditioner(TextConditioner):
             entries = [" ".join(w for w in t.split(" ") if random.random() >= self.word_dropout) for t in entries]
         empty = [i for i, t in enumerate(entries) if t == ""]
         encoded = self.t5_tokenizer(entries, return_tensors="pt", padding=True)
+        if encoded["input_ids"].shape[-1] > self.MAX_TOKENS:
+            lengths = encoded["attention_mask"].sum(dim=-1)
+            index = int(lengths.argmax())
+            raise ValueError(f"text x[{index}] (with MusicGen: descriptions[{index}]) is {int(lengths[index])} "
+                             f"tokens long; {type(self).__name__} ({self.name}) "
+                             f"takes at most {self.MAX_TOKENS} tokens per text. Shorten the description.")
         inputs = {"input_ids": encoded["input_ids"].to(self.device),
                   "attention_mask": encoded["attention_mask"].to(self.device)}
         if empty:
