@@ -42,9 +42,9 @@ def hf_cache_dir() -> Path:
 FAKES_DIR = Path(__file__).parent / "fakes"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def fake_demucs_module():
-    """Put the documented demucs stand-in (stems = 0.5 * mix) first on sys.path for the whole session."""
+    """Put the documented demucs stand-in (stems = 0.5 * mix) first on sys.path for one test module."""
     import sys
 
     saved = {k: v for k, v in sys.modules.items() if k == "demucs" or k.startswith("demucs.")}
