@@ -8,10 +8,10 @@ STAMP := $(VENV)/.installed
 .PHONY: install test lint dist demo bench clean
 
 $(STAMP): setup.py requirements.txt
+	@# torch CPU wheel first, so nothing pulls a CUDA build; then the package with the test and app extras.
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q -e '.[dev,app]'
 	touch $(STAMP)
 
 install: $(STAMP)

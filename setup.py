@@ -28,7 +28,7 @@ EXTRAS = {
     "xformers": ["xformers"],
     "torchaudio": ["torchaudio"],
     "demucs": ["demucs>=4.0"],
-    "app": ["gradio>=4.0"],
+    "app": ["gradio>=5.0,<7"],
 }
 
 setup(
