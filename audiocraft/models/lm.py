@@ -32,6 +32,7 @@ from ..modules.conditioners import (AttributeDropout, ClassifierFreeGuidanceDrop
 from ..modules.streaming import StreamingError, StreamingModule
 from ..modules.transformer import StreamingTransformer, create_norm_fn
 from ..utils.sampling import multinomial, sample_top_k, sample_top_p
+from ._generation import ConditionPadding, FrameTracker, Generators, check_generators
 
 ConditionTensors = tp.Dict[str, ConditionType]
 CFGConditions = tp.Union[ConditionTensors, tp.Tuple[ConditionTensors, ConditionTensors]]
@@ -170,8 +171,10 @@ class LMModel(StreamingModule):
         return self.n_q
 
     # ---- forward ---------------------------------------------------------------------------------------
-    def _hidden(self, sequence: torch.Tensor, condition_tensors: ConditionTensors) -> torch.Tensor:
-        """sequence ``[B, K, S]`` -> normalised transformer output ``[B, P + S, dim]`` (P: prepended conditions)."""
+    def _hidden(self, sequence: torch.Tensor, condition_tensors: ConditionTensors,
+                padding: tp.Optional[ConditionPadding] = None) -> torch.Tensor:
+        """sequence ``[B, K, S]`` -> normalised transformer output ``[B, P + S, dim]`` (P: prepended conditions).
+        ``padding``: hide the conditions' padded positions from attention (and time steps per item)."""
         B, K, S = sequence.shape
         if K != self.n_q:
             raise ValueError(f"The sequence has {K} codebooks, the model {self.n_q}.")
@@ -182,7 +185,8 @@ class LMModel(StreamingModule):
         if any(t.dtype != dtype for t, _ in condition_tensors.values()):
             condition_tensors = {name: (t.to(dtype), m) for name, (t, m) in condition_tensors.items()}
         input_, cross_attention_input = self.fuser(input_, condition_tensors)
-        out = self.transformer(input_, cross_attention_src=cross_attention_input)
+        extra = {} if padding is None else padding.step_kwargs(S)
+        out = self.transformer(input_, cross_attention_src=cross_attention_input, **extra)
         return out if self.out_norm is None else self.out_norm(out)
 
     def _heads(self, out: torch.Tensor) -> torch.Tensor:
@@ -242,33 +246,40 @@ class LMModel(StreamingModule):
         prepended = self.fuser.fuse2cond.get("prepend", [])
         return sum(int(t.shape[1]) for name, (t, _) in condition_tensors.items() if name in prepended)
 
-    def _last_logits(self, sequence: torch.Tensor, condition_tensors: ConditionTensors) -> torch.Tensor:
+    def _last_logits(self, sequence: torch.Tensor, condition_tensors: ConditionTensors,
+                     padding: tp.Optional[ConditionPadding] = None) -> torch.Tensor:
         """Logits of the last position only: ``[B, K, S] -> [B, K, card]``."""
-        out = self._hidden(sequence, condition_tensors)
+        out = self._hidden(sequence, condition_tensors, padding)
         return self._heads(out[:, -1:])[:, :, 0]
 
     def _guided_logits(self, sequence: torch.Tensor, cfg_conditions: CFGConditions, cfg_coef: float,
-                       null_branch: "_NullBranch") -> torch.Tensor:
-        """One decoding step with classifier-free guidance: ``[B, K, S]`` -> ``[B, K, card]``."""
+                       null_branch: "_NullBranch",
+                       paddings: tp.Sequence[tp.Optional[ConditionPadding]] = (None, None)) -> torch.Tensor:
+        """One decoding step with classifier-free guidance: ``[B, K, S]`` -> ``[B, K, card]``. ``paddings``:
+        the padding masks of the (conditional or joint, null) branches."""
         if isinstance(cfg_conditions, tuple):  # two-step: separate forwards, separate streaming states
             cond_tensors, null_tensors = cfg_conditions
-            cond = self._last_logits(sequence, cond_tensors)
+            cond = self._last_logits(sequence, cond_tensors, paddings[0])
             null_branch.swap()
-            uncond = self._last_logits(sequence, null_tensors)
+            uncond = self._last_logits(sequence, null_tensors, paddings[1])
             null_branch.swap()
         elif cfg_conditions:  # one batch of 2B: [cond..., null...]
-            both = self._last_logits(torch.cat([sequence, sequence], dim=0), cfg_conditions)
+            both = self._last_logits(torch.cat([sequence, sequence], dim=0), cfg_conditions, paddings[0])
             cond, uncond = both.split(sequence.shape[0], dim=0)
         else:
-            return self._last_logits(sequence, cfg_conditions)
+            return self._last_logits(sequence, cfg_conditions, paddings[0])
         return uncond + (cond - uncond) * cfg_coef
 
-    @staticmethod
-    def _pick(logits: torch.Tensor, use_sampling: bool, temp: float, top_k: int, top_p: float,
-              generator: tp.Optional[torch.Generator]) -> torch.Tensor:
-        """logits ``[B, K, card]`` -> tokens ``[B, K, 1]``: one sampling call over all rows, or argmax."""
+    @classmethod
+    def _pick(cls, logits: torch.Tensor, use_sampling: bool, temp: float, top_k: int, top_p: float,
+              generator: tp.Union[None, torch.Generator, tp.List[torch.Generator]]) -> torch.Tensor:
+        """logits ``[B, K, card]`` -> tokens ``[B, K, 1]``: one sampling call over all rows (one per item with a
+        list of generators), or argmax."""
         if not use_sampling or temp <= 0.0:
             return torch.argmax(logits, dim=-1, keepdim=True)
+        if isinstance(generator, list):
+            return torch.cat([cls._pick(logits[b:b + 1], use_sampling, temp, top_k, top_p, g)
+                              for b, g in enumerate(generator)], dim=0)
         probs = torch.softmax(logits / temp, dim=-1)
         if top_p > 0.0:
             return sample_top_p(probs, p=top_p, generator=generator)
@@ -293,8 +304,10 @@ class LMModel(StreamingModule):
                  max_gen_len: int = 256, use_sampling: bool = True, temp: float = 1.0, top_k: int = 250,
                  top_p: float = 0.0, cfg_coef: tp.Optional[float] = None, two_step_cfg: tp.Optional[bool] = None,
                  remove_prompts: bool = False, check: bool = False,
-                 callback: tp.Optional[tp.Callable[[int, int], None]] = None,
-                 generator: tp.Optional[torch.Generator] = None) -> torch.Tensor:
+                 callback: tp.Optional[tp.Callable[[int, int], tp.Any]] = None,
+                 generator: Generators = None,
+                 on_frames: tp.Optional[tp.Callable[[torch.Tensor], tp.Any]] = None,
+                 mask_condition_padding: bool = False) -> torch.Tensor:
         """Generate codes ``[B, K, max_gen_len]`` (``max_gen_len - T`` without the prompt if ``remove_prompts``).
 
         Args:
@@ -306,23 +319,51 @@ class LMModel(StreamingModule):
                 1.3's two-step mode ignored it and always used ``self.cfg_coef``).
             two_step_cfg: None: ``self.two_step_cfg``.
             check: verify the sequence against the pattern at every step (slow; for debugging).
-            callback: ``callback(generated_steps, total_steps)`` after each step.
-            generator: RNG of the sampling draws (default: torch's global RNG, as Audiocraft).
+            callback: ``callback(generated_steps, total_steps)`` after each step. If it returns exactly
+                ``False``, generation stops after that step and returns the frames complete so far (every
+                codebook known): ``[B, K, F]`` with ``F <= max_gen_len`` (prompt included unless
+                ``remove_prompts``).
+            generator: RNG of the sampling draws (default: torch's global RNG, as Audiocraft). A list of ``B``
+                generators gives each item its own draws (one ``torch.multinomial`` per item), so an item's
+                tokens do not depend on the other items' seeds.
+            on_frames: ``on_frames(codes)`` with each block of newly completed frames ``[B, K, n]`` (prompt frames
+                excluded), as soon as every codebook of those frames is known, before ``callback``. The blocks
+                concatenated equal the returned codes without the prompt.
+            mask_condition_padding: hide the padded positions of the conditions (mask 0) from attention, and time
+                each item's steps from its own number of valid prefix positions, so that an item's result does not
+                depend on the condition lengths of the other items of the batch (it equals generating it alone,
+                up to float rounding). A row whose condition is all padding (e.g. the null branch of guidance)
+                attends to its first position only, which the built-in conditioners embed as zeros, like the
+                official padding. Off by default (Audiocraft's behaviour: padding is attended to).
         """
         if self.training:
             raise RuntimeError("LMModel.generate needs eval mode; call lm.eval() first.")
         with torch.inference_mode():
             return self._generate(prompt, conditions, num_samples, max_gen_len, use_sampling, temp, top_k, top_p,
-                                  cfg_coef, two_step_cfg, remove_prompts, check, callback, generator)
+                                  cfg_coef, two_step_cfg, remove_prompts, check, callback, generator, on_frames,
+                                  mask_condition_padding)
+
+    def _paddings(self, cfg_conditions: CFGConditions, batch: int,
+                  capacity: int) -> tp.Tuple[tp.Optional[ConditionPadding], tp.Optional[ConditionPadding]]:
+        """Padding masks of the branches: (joint or conditional, null)."""
+        device = next(iter(self.parameters())).device
+        fuse2cond = self.fuser.fuse2cond
+        if isinstance(cfg_conditions, tuple):
+            return (ConditionPadding.build(cfg_conditions[0], fuse2cond, batch, capacity, device),
+                    ConditionPadding.build(cfg_conditions[1], fuse2cond, batch, capacity, device))
+        rows = 2 * batch if cfg_conditions else batch
+        return ConditionPadding.build(cfg_conditions, fuse2cond, rows, capacity, device), None
 
     def _generate(self, prompt: tp.Optional[torch.Tensor], conditions: tp.Sequence[ConditioningAttributes],
                   num_samples: tp.Optional[int], max_gen_len: int, use_sampling: bool, temp: float, top_k: int,
                   top_p: float, cfg_coef: tp.Optional[float], two_step_cfg: tp.Optional[bool], remove_prompts: bool,
-                  check: bool, callback: tp.Optional[tp.Callable[[int, int], None]],
-                  generator: tp.Optional[torch.Generator]) -> torch.Tensor:
+                  check: bool, callback: tp.Optional[tp.Callable[[int, int], tp.Any]], generator: Generators,
+                  on_frames: tp.Optional[tp.Callable[[torch.Tensor], tp.Any]],
+                  mask_condition_padding: bool) -> torch.Tensor:
         device = next(iter(self.parameters())).device
         B = self._batch_size(prompt, conditions, num_samples)
         K = self.n_q
+        generators = check_generators(generator, B)
         if prompt is None:
             prompt = torch.zeros((B, K, 0), dtype=torch.long, device=device)
         if prompt.dim() != 3 or prompt.shape[1] != K:
@@ -343,9 +384,12 @@ class LMModel(StreamingModule):
         if start is None:
             raise ValueError(f"The pattern has no step for timestep {start_offset}.")
         total = sequence.shape[-1]
+        frames = FrameTracker(pattern, total, device)
         branches = cfg_conditions if isinstance(cfg_conditions, tuple) else (cfg_conditions,)
         capacity = max(self._prefix_length(tensors) for tensors in branches) + total  # KV cache steps
+        paddings = self._paddings(cfg_conditions, B, capacity) if mask_condition_padding else (None, None)
 
+        emitted = ready = start_offset  # frames handed to on_frames / complete so far
         with self.streaming():
             null_branch = _NullBranch(self)
             if isinstance(cfg_conditions, tuple):  # the null branch's own caches, then the conditional ones
@@ -358,19 +402,24 @@ class LMModel(StreamingModule):
                 step_input = sequence[..., prev:offset]
                 if check:
                     self._check_step(step_input, mask[:, prev:offset])
-                logits = self._guided_logits(step_input, cfg_conditions, coef, null_branch)
-                token = self._pick(logits, use_sampling, temp, top_k, top_p, generator)  # [B, K, 1]
+                logits = self._guided_logits(step_input, cfg_conditions, coef, null_branch, paddings)
+                token = self._pick(logits, use_sampling, temp, top_k, top_p, generators)  # [B, K, 1]
                 token = torch.where(mask[:, offset:offset + 1], token, self.special_token_id)
                 column = sequence[..., offset:offset + 1]
                 sequence[..., offset:offset + 1] = torch.where(column == _UNKNOWN_TOKEN, token, column)
                 prev = offset
-                if callback is not None:
-                    callback(1 + offset - start, total - start)
+                ready = max(ready, frames.ready_after(offset))
+                if on_frames is not None and ready > emitted:
+                    on_frames(frames.gather(sequence, emitted, ready))
+                    emitted = ready
+                if callback is not None and callback(1 + offset - start, total - start) is False:
+                    break
 
-        if bool((sequence == _UNKNOWN_TOKEN).any()):
-            raise RuntimeError("Generation left unknown tokens in the sequence (pattern inconsistency).")
         out, _, _ = pattern.revert_pattern_sequence(sequence, special_token=_UNKNOWN_TOKEN)
-        return out[..., (start_offset if remove_prompts else 0):max_gen_len]
+        out = out[..., :ready]  # every frame unless stopped early
+        if bool((out == _UNKNOWN_TOKEN).any()):
+            raise RuntimeError("Generation left unknown tokens in the sequence (pattern inconsistency).")
+        return out[..., (start_offset if remove_prompts else 0):]
 
     def _check_step(self, step_input: torch.Tensor, step_mask: torch.Tensor) -> None:
         if bool((step_input == _UNKNOWN_TOKEN).any()):

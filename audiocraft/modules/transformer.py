@@ -29,6 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint as torch_checkpoint
 
+from ..utils.linear_packing import PackableWeights, WeightPieces
 from .activations import Activation, get_activation_fn, is_gated
 from .rope import RotaryEmbedding
 from .streaming import StreamingError, StreamingModule, StreamingState
@@ -119,7 +120,7 @@ class TransformerState(StreamingState):
 
 
 # ------------------------------------------------------------------------------------------------ attention
-class StreamingMultiheadAttention(StreamingModule):
+class StreamingMultiheadAttention(PackableWeights, StreamingModule):
     """Multi-head attention with streaming, causal masking and an optional finite receptive field.
 
     Args:
@@ -136,6 +137,9 @@ class StreamingMultiheadAttention(StreamingModule):
         kv_repeat: keys/values have ``H / kv_repeat`` heads, each shared by ``kv_repeat`` query heads.
         attention_backend: ``'torch'`` (SDPA) or ``'xformers'`` (used on CUDA when installed).
     Parameters: ``in_proj_weight`` ``[E + 2 * E / kv_repeat, E]`` (q, k, v stacked), ``in_proj_bias``, ``out_proj``.
+    The projections may be packed for fast CPU inference (:mod:`audiocraft.utils.linear_packing`): one piece
+    ``in_proj`` for self-attention, ``q`` and ``kv`` for cross-attention (keys/values are projected once per
+    stream, queries at every step).
     """
 
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
@@ -240,8 +244,18 @@ class StreamingMultiheadAttention(StreamingModule):
         B, T, _ = x.shape
         return x.view(B, T, heads, self.head_dim).transpose(1, 2)  # [B, T, H*D] -> [B, H, T, D]
 
+    def weight_pieces(self) -> WeightPieces:
+        rows = self.in_proj_weight.shape[0]
+        if self.cross_attention:
+            return {"q": ("in_proj_weight", 0, self.embed_dim), "kv": ("in_proj_weight", self.embed_dim, rows)}
+        return {"in_proj": ("in_proj_weight", 0, rows)}
+
+    def _bias(self, start: int, end: tp.Optional[int] = None) -> tp.Optional[torch.Tensor]:
+        b = self.in_proj_bias
+        return None if b is None else b[start:end]
+
     def _project_self(self, x: torch.Tensor) -> tp.Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        projected = F.linear(x, self.in_proj_weight, self.in_proj_bias)  # [B, T, E + 2 * kv_dim]
+        projected = self.packed_linear(x, "in_proj", self.in_proj_bias)  # [B, T, E + 2 * kv_dim]
         E = self.embed_dim
         kv_dim = (projected.shape[-1] - E) // 2
         q, k, v = projected[..., :E], projected[..., E:E + kv_dim], projected[..., E + kv_dim:]
@@ -251,16 +265,19 @@ class StreamingMultiheadAttention(StreamingModule):
         return self._heads(q, self.num_heads), self._heads(k, kv_heads), self._heads(v, kv_heads)
 
     def _project_source(self, key: torch.Tensor, value: torch.Tensor) -> tp.Tuple[torch.Tensor, torch.Tensor]:
-        E, w, b = self.embed_dim, self.in_proj_weight, self.in_proj_bias
-        k = F.linear(key, w[E:2 * E], None if b is None else b[E:2 * E])
-        v = F.linear(value, w[2 * E:], None if b is None else b[2 * E:])
+        E = self.embed_dim
+        if key is value:  # one matmul for keys and values
+            kv = self.packed_linear(key, "kv", self._bias(E))
+            k, v = kv[..., :E], kv[..., E:]
+        else:
+            k = self.packed_linear(key, "kv", self._bias(E))[..., :E]
+            v = self.packed_linear(value, "kv", self._bias(E))[..., E:]
         if self.qk_layer_norm:
             k = self.k_layer_norm(k)
         return self._heads(k, self.num_heads), self._heads(v, self.num_heads)
 
     def _project_query(self, query: torch.Tensor) -> torch.Tensor:
-        E, b = self.embed_dim, self.in_proj_bias
-        q = F.linear(query, self.in_proj_weight[:E], None if b is None else b[:E])
+        q = self.packed_linear(query, "q", self._bias(0, self.embed_dim))
         if self.qk_layer_norm:
             q = self.q_layer_norm(q)
         return self._heads(q, self.num_heads)
@@ -430,9 +447,10 @@ class StreamingTransformerLayer(nn.Module):
     def _sa_block(self, x: torch.Tensor, attn_mask: tp.Optional[torch.Tensor]) -> torch.Tensor:
         return self._drop(self.dropout1, self.self_attn(x, x, x, attn_mask=attn_mask)[0])
 
-    def _cross_attention_block(self, x: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    def _cross_attention_block(self, x: torch.Tensor, source: torch.Tensor,
+                               mask: tp.Optional[torch.Tensor]) -> torch.Tensor:
         assert self.cross_attention is not None
-        return self._drop(self.dropout_cross, self.cross_attention(x, source, source)[0])
+        return self._drop(self.dropout_cross, self.cross_attention(x, source, source, attn_mask=mask)[0])
 
     def _ff_block(self, x: torch.Tensor) -> torch.Tensor:
         hidden = self._drop(self.dropout, self.activation(self.linear1(x)))
@@ -440,8 +458,13 @@ class StreamingTransformerLayer(nn.Module):
 
     def forward(self, src: torch.Tensor, src_mask: tp.Optional[torch.Tensor] = None,
                 src_key_padding_mask: tp.Optional[torch.Tensor] = None,
-                cross_attention_src: tp.Optional[torch.Tensor] = None) -> torch.Tensor:
-        """src ``[B, T, C]`` (+ cross_attention_src ``[B, S, C]`` iff built with cross_attention) -> ``[B, T, C]``."""
+                cross_attention_src: tp.Optional[torch.Tensor] = None,
+                cross_attention_mask: tp.Optional[torch.Tensor] = None) -> torch.Tensor:
+        """src ``[B, T, C]`` (+ cross_attention_src ``[B, S, C]`` iff built with cross_attention) -> ``[B, T, C]``.
+
+        ``src_mask``: self-attention mask (bool, True = attend, or additive float) broadcastable to
+        ``[B, H, T, S_keys]``, combined with the causal mask. ``cross_attention_mask``: the same for the
+        cross-attention keys, broadcastable to ``[B, H, T, S]``."""
         if (self.cross_attention is None) != (cross_attention_src is None):
             raise ValueError("cross_attention_src must be given exactly when the layer has cross_attention "
                              f"(cross_attention={self.cross_attention is not None}).")
@@ -451,14 +474,15 @@ class StreamingTransformerLayer(nn.Module):
         if self.norm_first:
             x = x + self.layer_scale_1(self._sa_block(self.norm1(x), src_mask))
             if cross_attention_src is not None:
-                x = x + self.layer_scale_cross(self._cross_attention_block(self.norm_cross(x), cross_attention_src))
+                x = x + self.layer_scale_cross(self._cross_attention_block(self.norm_cross(x), cross_attention_src,
+                                                                           cross_attention_mask))
             x = x + self.layer_scale_2(self._ff_block(self.norm2(x)))
         else:
             x = self.norm1(x + self.layer_scale_1(self._sa_block(x, src_mask)))
             if cross_attention_src is not None:
                 # Audiocraft's post-norm cross-attention queries with the layer INPUT `src`, not `x`: kept.
-                x = self.norm_cross(x + self.layer_scale_cross(self._cross_attention_block(src,
-                                                                                           cross_attention_src)))
+                x = self.norm_cross(x + self.layer_scale_cross(self._cross_attention_block(
+                    src, cross_attention_src, cross_attention_mask)))
             x = self.norm2(x + self.layer_scale_2(self._ff_block(x)))
         return x
 
@@ -525,14 +549,25 @@ class StreamingTransformer(StreamingModule[TransformerState]):
             return torch_checkpoint(layer, x, *args, use_reentrant=False, **kwargs)
         return layer(x, *args, **kwargs)
 
-    def forward(self, x: torch.Tensor, *args: tp.Any, **kwargs: tp.Any) -> torch.Tensor:
-        """x ``[B, T, C]`` -> ``[B, T, C]``; extra arguments (``cross_attention_src``, ``src_mask``) go to layers."""
+    def forward(self, x: torch.Tensor, *args: tp.Any, positions: tp.Optional[torch.Tensor] = None,
+                **kwargs: tp.Any) -> torch.Tensor:
+        """x ``[B, T, C]`` -> ``[B, T, C]``; extra arguments (``cross_attention_src``, ``src_mask``,
+        ``cross_attention_mask``) go to the layers.
+
+        ``positions``: ``[B, T]`` integer times of the sinusoidal embedding, per item (default: the stream's
+        offset onwards, the same for every item); not supported with rotary embeddings."""
         B, T, C = x.shape
         state = self._get_or_init_state() if self.is_streaming else None
         offset = 0 if state is None else state.offset
+        if positions is not None:
+            if self.rope is not None:
+                raise ValueError("Per-item positions are only supported with positional_embedding='sin'.")
+            if positions.shape != (B, T):
+                raise ValueError(f"positions must be [B, T] = [{B}, {T}], got {list(positions.shape)}.")
         if self.positional_embedding in ("sin", "sin_rope"):
-            positions = torch.arange(offset, offset + T, device=x.device).view(1, -1, 1)
-            x = x + self.positional_scale * create_sin_embedding(positions, C, self.max_period, dtype=x.dtype)
+            times = (torch.arange(offset, offset + T, device=x.device).view(1, -1, 1) if positions is None
+                     else positions[..., None])
+            x = x + self.positional_scale * create_sin_embedding(times, C, self.max_period, dtype=x.dtype)
         for layer in self.layers:
             x = self._apply_layer(layer, x, *args, **kwargs)
         if state is not None:

@@ -1,0 +1,314 @@
+"""Linear maps whose weights are prepared once ("packed") for fast CPU inference.
+
+A decoding step of the language model reads every weight matrix once for only 2-8 rows of activations: it is
+bound by memory bandwidth, so what matters is how fast a kernel streams the weights. PyTorch's default fp32
+``F.linear`` streams them well below bandwidth on x86 CPUs for so few rows; oneDNN with the weight reordered
+once into its blocked layout gets close to it. Packing does that reordering once, optionally with a cheaper
+number format:
+
+==========  =========================================================  ========================================
+kind        what is kept                                               what is computed
+==========  =========================================================  ========================================
+``onednn``  the float32 weight in oneDNN's blocked layout              the same float32 products (summed in
+                                                                       another order: ~1e-7 relative changes)
+``bf16``    the weight rounded to bfloat16 (held as fbgemm float16,    float32 activations x bf16 weights,
+            which represents every bf16 value of |w| >= 6.1e-5         float32 accumulation
+            exactly, smaller ones within 3e-8)
+``int8``    int8 weights, one float32 scale per output row             bfloat16 activations x int8 weights,
+            (symmetric, ``scale = max|row| / 127``)                    float32 accumulation and output
+==========  =========================================================  ========================================
+
+One copy of each weight: while packed, the module's ``Parameter`` keeps its identity (optimizers, hooks) but holds
+an empty tensor. ``state_dict()`` rebuilds the dense weight (dequantized for ``bf16``/``int8``);
+``load_state_dict`` unpacks, loads, then packs again with the same kind; anything going through
+``Module._apply`` (``.to()``, ``.float()``, ``.cuda()``, ...) unpacks first; a forward that needs the gradient of
+a packed weight unpacks it (with a warning). Packing is for CPU inference; :func:`pack_linear_weights` refuses
+other devices.
+"""
+from __future__ import annotations
+
+import abc
+import typing as tp
+import warnings
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+PACK_KINDS = ("onednn", "bf16", "int8")
+_FP16_MAX = 65504.0
+
+# piece name -> (parameter name, first row, end row): the row block of a 2-D Parameter one linear map reads.
+WeightPieces = tp.Dict[str, tp.Tuple[str, int, int]]
+
+
+def packing_available(kind: str) -> bool:
+    """Whether this PyTorch build offers the kernels of ``kind`` (one of :data:`PACK_KINDS`)."""
+    if kind not in PACK_KINDS:
+        raise ValueError(f"Unknown packing kind {kind!r}; expected one of {PACK_KINDS}.")
+    if kind == "onednn":
+        return bool(torch.backends.mkldnn.is_available()) and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    if kind == "bf16":
+        return "fbgemm" in torch.backends.quantized.supported_engines and hasattr(torch.ops.quantized,
+                                                                                  "linear_dynamic_fp16")
+    return hasattr(torch, "_weight_int8pack_mm")
+
+
+class PackedWeight(abc.ABC):
+    """A weight ``[out, in]`` prepared for one kernel. ``linear(x, bias)``: ``[..., in] -> [..., out]``."""
+    kind: str
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        self.shape = tuple(weight.shape)
+        self.dtype = weight.dtype
+
+    @abc.abstractmethod
+    def linear(self, x: torch.Tensor, bias: tp.Optional[torch.Tensor]) -> torch.Tensor:
+        """``x @ weight.T + bias`` with the packed weight."""
+
+    @abc.abstractmethod
+    def dense(self) -> torch.Tensor:
+        """The weight as a plain ``[out, in]`` tensor of the original dtype (dequantized if quantized)."""
+
+    @property
+    @abc.abstractmethod
+    def nbytes(self) -> int:
+        """Bytes of memory the packed weight occupies."""
+
+
+class OneDNNWeight(PackedWeight):
+    """float32 weight reordered once into oneDNN's layout (``rows_hint``: expected rows of the input)."""
+    kind = "onednn"
+
+    def __init__(self, weight: torch.Tensor, rows_hint: int) -> None:
+        super().__init__(weight)
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach().float().contiguous(), rows_hint)
+
+    def linear(self, x: torch.Tensor, bias: tp.Optional[torch.Tensor]) -> torch.Tensor:
+        if x.dtype != torch.float32:
+            raise TypeError(f"onednn-packed weights take float32 inputs, got {x.dtype}.")
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed, bias, "none", [], "")
+
+    def dense(self) -> torch.Tensor:
+        return self.packed.to_dense().to(self.dtype)
+
+    @property
+    def nbytes(self) -> int:
+        return self.shape[0] * self.shape[1] * 4
+
+
+class BF16Weight(PackedWeight):
+    """Weight rounded to bfloat16, packed by fbgemm as float16; float32 activations and accumulation."""
+    kind = "bf16"
+
+    def __init__(self, weight: torch.Tensor, rows_hint: int) -> None:
+        super().__init__(weight)
+        rounded = weight.detach().to(torch.bfloat16).float()
+        if bool(rounded.abs().max() > _FP16_MAX):
+            raise ValueError(f"A weight holds values beyond float16's range ({_FP16_MAX}); bf16 packing needs it.")
+        self.packed = torch.ops.quantized.linear_prepack_fp16(rounded.contiguous(), None)
+
+    def linear(self, x: torch.Tensor, bias: tp.Optional[torch.Tensor]) -> torch.Tensor:
+        out = torch.ops.quantized.linear_dynamic_fp16(x.float(), self.packed)
+        return out if bias is None else out + bias
+
+    def dense(self) -> torch.Tensor:
+        return torch.ops.quantized.linear_unpack_fp16(self.packed)[0].to(self.dtype)
+
+    @property
+    def nbytes(self) -> int:
+        return self.shape[0] * self.shape[1] * 2
+
+
+class Int8Weight(PackedWeight):
+    """Symmetric int8 weight with one scale per output row; activations rounded to bfloat16 for the kernel."""
+    kind = "int8"
+
+    def __init__(self, weight: torch.Tensor, rows_hint: int) -> None:
+        super().__init__(weight)
+        w = weight.detach().float()
+        scales = w.abs().amax(dim=1).clamp_min(1e-12) / 127.0
+        self.qweight = torch.round(w / scales[:, None]).clamp_(-127, 127).to(torch.int8).contiguous()
+        self.scales = scales
+        self._scales_bf16 = scales.to(torch.bfloat16)
+
+    def linear(self, x: torch.Tensor, bias: tp.Optional[torch.Tensor]) -> torch.Tensor:
+        rows = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
+        out = torch._weight_int8pack_mm(rows, self.qweight, self._scales_bf16)
+        out = out.to(x.dtype).reshape(*x.shape[:-1], self.shape[0])
+        return out if bias is None else out + bias
+
+    def dense(self) -> torch.Tensor:
+        return (self.qweight.float() * self.scales[:, None]).to(self.dtype)
+
+    @property
+    def nbytes(self) -> int:
+        return self.shape[0] * self.shape[1] + self.shape[0] * 6
+
+
+_PACKERS: tp.Dict[str, tp.Callable[[torch.Tensor, int], PackedWeight]] = {
+    "onednn": OneDNNWeight, "bf16": BF16Weight, "int8": Int8Weight}
+
+
+class PackableWeights(nn.Module):
+    """Mixin for modules whose linear maps read row blocks of their own 2-D Parameters.
+
+    Subclasses list those blocks in :meth:`weight_pieces` and compute each map with :meth:`packed_linear`,
+    which uses the packed weight when there is one and ``F.linear`` on the dense block otherwise.
+    """
+
+    def weight_pieces(self) -> WeightPieces:
+        """``{piece: (parameter name, first row, end row)}``; the pieces of a parameter cover all its rows."""
+        raise NotImplementedError
+
+    @property
+    def packed_kind(self) -> tp.Optional[str]:
+        """The kind of packing in use, or None."""
+        return self.__dict__.get("_packed_kind")
+
+    def _pieces(self) -> WeightPieces:
+        pieces = self.__dict__.get("_pieces_cache")
+        if pieces is None:
+            pieces = self.weight_pieces()
+            self.__dict__["_pieces_cache"] = pieces
+        return pieces
+
+    def pack_weights(self, kind: str = "onednn", rows_hint: int = 2) -> int:
+        """Pack this module's own weights (not its children's) with ``kind``; returns the number of pieces."""
+        if kind not in PACK_KINDS:
+            raise ValueError(f"Unknown packing kind {kind!r}; expected one of {PACK_KINDS}.")
+        self.unpack_weights()
+        pieces = self._pieces()
+        packed: tp.Dict[str, PackedWeight] = {}
+        with torch.no_grad():
+            for piece, (name, start, end) in pieces.items():
+                weight = getattr(self, name)
+                packed[piece] = _PACKERS[kind](weight[start:end], rows_hint)
+            for name in {name for name, _, _ in pieces.values()}:
+                param = getattr(self, name)
+                param.data = torch.empty(0, dtype=param.dtype, device=param.device)
+        self.__dict__["_packed"] = packed
+        self.__dict__["_packed_kind"] = kind
+        return len(packed)
+
+    def _dense_weights(self) -> tp.Dict[str, torch.Tensor]:
+        """Parameter name -> dense weight rebuilt from the packed pieces (rows in order)."""
+        packed: tp.Dict[str, PackedWeight] = self.__dict__.get("_packed") or {}
+        blocks: tp.Dict[str, tp.List[tp.Tuple[int, torch.Tensor]]] = {}
+        for piece, (name, start, _) in self._pieces().items():
+            if piece in packed:
+                blocks.setdefault(name, []).append((start, packed[piece].dense()))
+        return {name: torch.cat([block for _, block in sorted(parts, key=lambda p: p[0])], dim=0)
+                for name, parts in blocks.items()}
+
+    def unpack_weights(self) -> int:
+        """Give the Parameters their dense weights back; returns the number of pieces unpacked."""
+        packed = self.__dict__.get("_packed")
+        if not packed:
+            return 0
+        for name, dense in self._dense_weights().items():
+            getattr(self, name).data = dense
+        self.__dict__["_packed"] = None
+        self.__dict__["_packed_kind"] = None
+        return len(packed)
+
+    def packed_linear(self, x: torch.Tensor, piece: str, bias: tp.Optional[torch.Tensor]) -> torch.Tensor:
+        """The linear map of ``piece``: ``[..., in] -> [..., rows of the piece]``."""
+        packed = self.__dict__.get("_packed")
+        if packed:
+            name = self._pieces()[piece][0]
+            if torch.is_grad_enabled() and getattr(self, name).requires_grad:
+                warnings.warn(f"{type(self).__name__}: a packed weight needs gradients; unpacking it.", stacklevel=2)
+                self.unpack_weights()
+            else:
+                return packed[piece].linear(x, bias)
+        name, start, end = self._pieces()[piece]
+        weight = getattr(self, name)
+        if start != 0 or end != weight.shape[0]:
+            weight = weight[start:end]
+        return F.linear(x, weight, bias)
+
+    # ---- keep the rest of nn.Module consistent --------------------------------------------------------
+    def _save_to_state_dict(self, destination: tp.Dict[str, tp.Any], prefix: str, keep_vars: bool) -> None:
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        if self.__dict__.get("_packed"):
+            for name, dense in self._dense_weights().items():
+                destination[prefix + name] = dense
+
+    def _load_from_state_dict(self, state_dict: tp.Dict[str, tp.Any], prefix: str, *args: tp.Any,
+                              **kwargs: tp.Any) -> None:
+        kind, rows_hint = self.packed_kind, self.__dict__.get("_rows_hint", 2)
+        self.unpack_weights()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        if kind is not None:
+            self.pack_weights(kind, rows_hint)
+
+    def _apply(self, fn: tp.Callable[[torch.Tensor], torch.Tensor], *args: tp.Any, **kwargs: tp.Any) -> tp.Any:
+        self.unpack_weights()
+        return super()._apply(fn, *args, **kwargs)
+
+
+class PackedLinear(PackableWeights, nn.Linear):
+    """``nn.Linear`` whose weight may be packed (see :func:`pack_linear_weights`); same parameters and keys."""
+
+    def weight_pieces(self) -> WeightPieces:
+        return {"weight": ("weight", 0, self.out_features)}
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return self.packed_linear(input, "weight", self.bias)
+
+
+def pack_linear_weights(module: nn.Module, kind: str = "onednn", rows_hint: int = 2) -> int:
+    """Pack, in place, every linear weight under ``module``: plain ``nn.Linear`` submodules (their class becomes
+    :class:`PackedLinear`, same parameters) and :class:`PackableWeights` modules. Returns the pieces packed.
+
+    Args:
+        kind: one of :data:`PACK_KINDS` (see the module docstring for what each computes).
+        rows_hint: rows the inputs are expected to have (oneDNN picks its layout for it; any count works).
+    Raises:
+        ValueError: unknown kind, or a weight not on the CPU / not floating point.
+        RuntimeError: this PyTorch build lacks the kernels of ``kind``.
+    """
+    if kind not in PACK_KINDS:
+        raise ValueError(f"Unknown packing kind {kind!r}; expected one of {PACK_KINDS}.")
+    if not packing_available(kind):
+        raise RuntimeError(f"This PyTorch build has no kernels for {kind!r} packing.")
+    if not isinstance(rows_hint, int) or rows_hint < 1:
+        raise ValueError(f"rows_hint must be a positive int, got {rows_hint!r}.")
+    targets = [child for child in module.modules() if type(child) is nn.Linear or isinstance(child, PackableWeights)]
+    for child in targets:
+        names = ([name for name, _, _ in child._pieces().values()] if isinstance(child, PackableWeights)
+                 else ["weight"])
+        for name in names:
+            weight = getattr(child, name)
+            if weight.device.type != "cpu" or not weight.is_floating_point():
+                raise ValueError(f"Packing needs floating point CPU weights; {type(child).__name__}.{name} is "
+                                 f"{weight.dtype} on {weight.device}.")
+    count = 0
+    for child in targets:
+        if type(child) is nn.Linear:
+            child.__class__ = PackedLinear
+        assert isinstance(child, PackableWeights)
+        child.__dict__["_rows_hint"] = rows_hint
+        count += child.pack_weights(kind, rows_hint)
+    return count
+
+
+def unpack_linear_weights(module: nn.Module) -> int:
+    """Undo :func:`pack_linear_weights` (quantized weights come back dequantized). Returns the pieces unpacked."""
+    count = 0
+    for child in module.modules():
+        if isinstance(child, PackableWeights):
+            count += child.unpack_weights()
+        if type(child) is PackedLinear:
+            child.__class__ = nn.Linear  # type: ignore[assignment]
+    return count
+
+
+def packed_weight_bytes(module: nn.Module) -> int:
+    """Bytes held by the packed weights under ``module``."""
+    total = 0
+    for child in module.modules():
+        packed = child.__dict__.get("_packed") if isinstance(child, PackableWeights) else None
+        total += sum(p.nbytes for p in (packed or {}).values())
+    return total

@@ -1,0 +1,128 @@
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from audiocraft.modules.transformer import StreamingMultiheadAttention
+from audiocraft.utils.linear_packing import (PackedLinear, pack_linear_weights, packed_weight_bytes,
+                                             packing_available, unpack_linear_weights)
+
+KINDS = [k for k in ("onednn", "bf16", "int8") if packing_available(k)]
+
+
+def _linear(bias: bool = True) -> nn.Linear:
+    torch.manual_seed(0)
+    return nn.Linear(48, 80, bias=bias).eval()
+
+
+def _reference(kind: str, x: torch.Tensor, weight: torch.Tensor, bias) -> torch.Tensor:
+    """What each kind promises to compute, in float64."""
+    x, weight = x.double(), weight.double()
+    if kind == "bf16":
+        weight = weight.to(torch.bfloat16).double()
+    elif kind == "int8":
+        scales = weight.abs().amax(dim=1, keepdim=True) / 127
+        weight = torch.round(weight / scales).clamp(-127, 127) * scales
+        x = x.to(torch.bfloat16).double()
+    return F.linear(x, weight, None if bias is None else bias.double())
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("shape", [(1, 48), (2, 48), (8, 48), (2, 5, 48)])
+def test_packed_linear_computes_what_its_kind_promises(kind, shape):
+    lin = _linear()
+    weight, bias = lin.weight.detach().clone(), lin.bias.detach().clone()
+    x = torch.randn(*shape)
+    pack_linear_weights(lin, kind)
+    assert type(lin) is PackedLinear and lin.packed_kind == kind
+    with torch.no_grad():
+        out = lin(x)
+    expected = _reference(kind, x, weight, bias)
+    tol = 2e-2 * float(expected.abs().max()) if kind == "int8" else 1e-5  # int8's kernel rounds its output to bf16
+    assert out.dtype == torch.float32 and out.shape == (*shape[:-1], 80)
+    assert float((out.double() - expected).abs().max()) < tol
+
+
+def test_onednn_packing_is_exact_float32_math():
+    lin = _linear(bias=False)
+    x = torch.randn(3, 48)
+    with torch.no_grad():
+        before = lin(x)
+        pack_linear_weights(lin, "onednn")
+        torch.testing.assert_close(lin(x), before, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(lin(x[:, ::1].t().contiguous().t()), before, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_one_copy_state_dict_and_unpack(kind):
+    lin = _linear()
+    param = lin.weight
+    dense = lin.weight.detach().clone()
+    pack_linear_weights(lin, kind)
+    assert lin.weight is param and param.numel() == 0  # the dense copy is gone while packed
+    assert packed_weight_bytes(lin) == {"onednn": 4 * 80 * 48, "bf16": 2 * 80 * 48, "int8": 80 * 48 + 6 * 80}[kind]
+    state = lin.state_dict()
+    assert state["weight"].shape == (80, 48) and torch.equal(state["bias"], lin.bias.detach())
+    exact = {"onednn": dense, "bf16": dense.to(torch.bfloat16).float()}.get(kind)
+    if exact is not None:
+        assert torch.equal(state["weight"], exact)
+    else:
+        assert float((state["weight"] - dense).abs().max()) <= float(dense.abs().max()) / 254 + 1e-7
+    assert unpack_linear_weights(lin) == 1
+    assert type(lin) is nn.Linear and lin.weight is param and torch.equal(param.detach(), state["weight"])
+
+
+def test_load_state_dict_repacks_and_apply_unpacks():
+    lin = _linear()
+    pack_linear_weights(lin, "onednn")
+    new = {"weight": torch.randn(80, 48), "bias": torch.randn(80)}
+    lin.load_state_dict(new)
+    assert lin.packed_kind == "onednn" and lin.weight.numel() == 0
+    x = torch.randn(2, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(lin(x), F.linear(x, new["weight"], new["bias"]), rtol=1e-5, atol=1e-5)
+    lin.double()
+    assert lin.packed_kind is None and lin.weight.dtype == torch.float64
+    torch.testing.assert_close(lin.weight.float(), new["weight"])
+
+
+def test_gradients_unpack_with_a_warning():
+    lin = _linear()
+    pack_linear_weights(lin, "onednn")
+    x = torch.randn(2, 48)
+    with pytest.warns(UserWarning, match="needs gradients; unpacking"):
+        lin(x).sum().backward()
+    assert lin.packed_kind is None and lin.weight.grad is not None and lin.weight.grad.shape == (80, 48)
+
+
+def test_pack_errors():
+    lin = _linear()
+    with pytest.raises(ValueError, match="Unknown packing kind 'fp8'"):
+        pack_linear_weights(lin, "fp8")
+    with pytest.raises(ValueError, match="rows_hint must be a positive int, got 0"):
+        pack_linear_weights(lin, "onednn", rows_hint=0)
+    meta = nn.Linear(4, 4, device="meta")
+    with pytest.raises(ValueError, match="floating point CPU weights; Linear.weight is torch.float32 on meta"):
+        pack_linear_weights(meta, "onednn")
+    assert type(meta) is nn.Linear
+    with pytest.raises(ValueError, match="Unknown packing kind"):
+        packing_available("fp8")
+
+
+@pytest.mark.parametrize("cross", [False, True])
+def test_attention_projections_pack(cross):
+    torch.manual_seed(0)
+    attn = StreamingMultiheadAttention(32, 4, causal=not cross, cross_attention=cross).eval()
+    nn.init.normal_(attn.in_proj_bias)
+    x, src = torch.randn(2, 5, 32), torch.randn(2, 7, 32)
+    key = src if cross else x
+    with torch.no_grad():
+        expected = attn(x, key, key)[0]
+        pieces = pack_linear_weights(attn, "onednn")
+        assert pieces == (3 if cross else 2) and attn.in_proj_weight.numel() == 0  # in_proj (q / kv) + out_proj
+        torch.testing.assert_close(attn(x, key, key)[0], expected, rtol=1e-5, atol=1e-5)
+        if not cross:
+            with attn.streaming():
+                steps = [attn(x[:, t:t + 1], x[:, t:t + 1], x[:, t:t + 1])[0] for t in range(5)]
+            torch.testing.assert_close(torch.cat(steps, dim=1), expected, rtol=1e-5, atol=1e-5)
+    assert attn.state_dict()["in_proj_weight"].shape == (96, 32)
