@@ -64,3 +64,26 @@ def test_cli_bad_flag_exits_nonzero(tmp_path):
     proc = _run(["x", "--no-such-flag"], tmp_path)
     assert proc.returncode == 2
     assert "unrecognized arguments" in proc.stderr
+
+
+def test_cli_metadata_regenerates_a_take(tmp_path):
+    import json
+
+    from audiocraft.data.audio import audio_metadata, audio_read
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a long first prompt about jazz and drums\nbass\n")
+    proc = _run(["--batch", str(prompts), "--duration", "0.5", "--out", str(tmp_path / "t.wav"), "--seed", "40",
+                 "--no-progress"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads((tmp_path / "t_001.wav.json").read_text())
+    assert meta["prompt"] == "bass" and meta["seed"] == 41 and meta["model"] == "facebook/musicgen-small"
+    assert meta["generation_params"]["top_k"] == 250
+    assert json.loads(audio_metadata(tmp_path / "t_001.wav")["comment"]) == meta
+    # regenerate that take alone from its metadata: identical samples
+    proc = _run([meta["prompt"], "--duration", str(meta["duration"]), "--seed", str(meta["seed"]),
+                 "--out", str(tmp_path / "again.wav"), "--no-progress"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    a, _ = audio_read(tmp_path / "t_001.wav")
+    b, _ = audio_read(tmp_path / "again.wav")
+    assert a.shape == b.shape and (a - b).abs().max() < 2 / 32768
