@@ -28,7 +28,7 @@ EXTRAS = {
     "xformers": ["xformers"],
     "torchaudio": ["torchaudio"],
     "demucs": ["demucs>=4.0"],
-    "app": ["gradio>=5.0,<7"],
+    "app": ["gradio>=5.0,<6.18"],  # 6.18+ needs huggingface_hub 1.x, which transformers 4.x refuses
 }
 
 setup(
