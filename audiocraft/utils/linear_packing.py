@@ -288,7 +288,8 @@ def pack_linear_weights(module: nn.Module, kind: str = "onednn", rows_hint: int 
     for child in targets:
         if type(child) is nn.Linear:
             child.__class__ = PackedLinear
-        assert isinstance(child, PackableWeights)
+        if not isinstance(child, PackableWeights):
+            raise TypeError(f"{type(child).__name__} cannot hold packed weights.")
         child.__dict__["_rows_hint"] = rows_hint
         count += child.pack_weights(kind, rows_hint)
     return count
