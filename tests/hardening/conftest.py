@@ -20,7 +20,6 @@ FUZZ = settings(deadline=None, database=None, derandomize=os.environ.get("HARDEN
 EXAMPLES: tp.Counter[str] = collections.Counter()  # examples run, per test
 ACCEPTED: tp.Counter[str] = collections.Counter()  # of which the entry point accepted the input
 _current = [""]
-REPORT: tp.List[str] = []  # figures other tests want shown at the end (kill test, load test)
 F = tp.TypeVar("F", bound=tp.Callable[..., tp.Any])
 
 
@@ -42,8 +41,6 @@ def note_accepted() -> None:
 
 
 def pytest_terminal_summary(terminalreporter: tp.Any) -> None:
-    for line in REPORT:
-        terminalreporter.write_line(line)
     if not EXAMPLES:
         return
     total, accepted = sum(EXAMPLES.values()), sum(ACCEPTED.values())
