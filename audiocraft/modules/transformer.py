@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint as torch_checkpoint
 
-from ..utils.linear_packing import PackableWeights, WeightPieces
+from ..utils.linear_packing import PackableWeights, PackedLinear, WeightPieces
 from .activations import Activation, get_activation_fn, is_gated
 from .rope import RotaryEmbedding
 from .streaming import StreamingError, StreamingModule, StreamingState
@@ -453,6 +453,8 @@ class StreamingTransformerLayer(nn.Module):
         return self._drop(self.dropout_cross, self.cross_attention(x, source, source, attn_mask=mask)[0])
 
     def _ff_block(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training and isinstance(self.linear1, PackedLinear):  # activation fused into the kernel
+            return self.linear2(self.linear1.forward_activation(x, self.activation))
         hidden = self._drop(self.dropout, self.activation(self.linear1(x)))
         return self._drop(self.dropout2, self.linear2(hidden))
 
@@ -471,20 +473,26 @@ class StreamingTransformerLayer(nn.Module):
         if src_key_padding_mask is not None:
             raise ValueError("src_key_padding_mask is not supported.")
         x = src
+        scale = self._scale
         if self.norm_first:
-            x = x + self.layer_scale_1(self._sa_block(self.norm1(x), src_mask))
+            x = x + scale(self.layer_scale_1, self._sa_block(self.norm1(x), src_mask))
             if cross_attention_src is not None:
-                x = x + self.layer_scale_cross(self._cross_attention_block(self.norm_cross(x), cross_attention_src,
-                                                                           cross_attention_mask))
-            x = x + self.layer_scale_2(self._ff_block(self.norm2(x)))
+                x = x + scale(self.layer_scale_cross, self._cross_attention_block(self.norm_cross(x),
+                                                                                  cross_attention_src,
+                                                                                  cross_attention_mask))
+            x = x + scale(self.layer_scale_2, self._ff_block(self.norm2(x)))
         else:
-            x = self.norm1(x + self.layer_scale_1(self._sa_block(x, src_mask)))
+            x = self.norm1(x + scale(self.layer_scale_1, self._sa_block(x, src_mask)))
             if cross_attention_src is not None:
                 # Audiocraft's post-norm cross-attention queries with the layer INPUT `src`, not `x`: kept.
-                x = self.norm_cross(x + self.layer_scale_cross(self._cross_attention_block(
+                x = self.norm_cross(x + scale(self.layer_scale_cross, self._cross_attention_block(
                     src, cross_attention_src, cross_attention_mask)))
-            x = self.norm2(x + self.layer_scale_2(self._ff_block(x)))
+            x = self.norm2(x + scale(self.layer_scale_2, self._ff_block(x)))
         return x
+
+    @staticmethod
+    def _scale(layer_scale: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return x if type(layer_scale) is nn.Identity else layer_scale(x)  # skip the call of an identity
 
 
 class StreamingTransformer(StreamingModule[TransformerState]):

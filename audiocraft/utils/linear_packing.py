@@ -14,8 +14,8 @@ kind        what is kept                                               what is c
 ``bf16``    the weight rounded to bfloat16 (held as fbgemm float16,    float32 activations x bf16 weights,
             which represents every bf16 value of |w| >= 6.1e-5         float32 accumulation
             exactly, smaller ones within 3e-8)
-``int8``    int8 weights, one float32 scale per output row             bfloat16 activations x int8 weights,
-            (symmetric, ``scale = max|row| / 127``)                    float32 accumulation and output
+``int8``    int8 weights, one scale per output row (symmetric,         activations quantized to 8 bits per call
+            ``scale = max|row| / 127``), packed by fbgemm              (dynamic), int32 accumulation
 ==========  =========================================================  ========================================
 
 One copy of each weight: while packed, the module's ``Parameter`` keeps its identity (optimizers, hooks) but holds
@@ -51,7 +51,14 @@ def packing_available(kind: str) -> bool:
     if kind == "bf16":
         return "fbgemm" in torch.backends.quantized.supported_engines and hasattr(torch.ops.quantized,
                                                                                   "linear_dynamic_fp16")
-    return hasattr(torch, "_weight_int8pack_mm")
+    return "fbgemm" in torch.backends.quantized.supported_engines and hasattr(torch.ops.quantized,
+                                                                              "linear_dynamic")
+
+
+def _raw(overload: tp.Any) -> tp.Callable[..., torch.Tensor]:
+    """The C++ entry of an operator overload, resolved once: a call then skips the Python-level checks of
+    ``OpOverload.__call__`` (for fake script objects, which only tracing creates), ~10 us per call."""
+    return getattr(overload, "_op", overload)
 
 
 class PackedWeight(abc.ABC):
@@ -65,6 +72,11 @@ class PackedWeight(abc.ABC):
     @abc.abstractmethod
     def linear(self, x: torch.Tensor, bias: tp.Optional[torch.Tensor]) -> torch.Tensor:
         """``x @ weight.T + bias`` with the packed weight."""
+
+    def linear_activation(self, x: torch.Tensor, bias: tp.Optional[torch.Tensor],
+                          activation: tp.Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``activation(x @ weight.T + bias)``, fused into the kernel where it can be."""
+        return activation(self.linear(x, bias))
 
     @abc.abstractmethod
     def dense(self) -> torch.Tensor:
@@ -83,11 +95,20 @@ class OneDNNWeight(PackedWeight):
     def __init__(self, weight: torch.Tensor, rows_hint: int) -> None:
         super().__init__(weight)
         self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach().float().contiguous(), rows_hint)
+        self._op = _raw(torch.ops.mkldnn._linear_pointwise.default)
 
     def linear(self, x: torch.Tensor, bias: tp.Optional[torch.Tensor]) -> torch.Tensor:
         if x.dtype != torch.float32:
             raise TypeError(f"onednn-packed weights take float32 inputs, got {x.dtype}.")
-        return torch.ops.mkldnn._linear_pointwise(x, self.packed, bias, "none", [], "")
+        return self._op(x, self.packed, bias, "none", [], "")
+
+    def linear_activation(self, x: torch.Tensor, bias: tp.Optional[torch.Tensor],
+                          activation: tp.Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        if activation is F.gelu and x.dtype == torch.float32:  # exact (erf) GELU, as F.gelu's default
+            return self._op(x, self.packed, bias, "gelu", [], "none")
+        if activation is F.relu and x.dtype == torch.float32:
+            return self._op(x, self.packed, bias, "relu", [], "")
+        return activation(self.linear(x, bias))
 
     def dense(self) -> torch.Tensor:
         return self.packed.to_dense().to(self.dtype)
@@ -107,9 +128,10 @@ class BF16Weight(PackedWeight):
         if bool(rounded.abs().max() > _FP16_MAX):
             raise ValueError(f"A weight holds values beyond float16's range ({_FP16_MAX}); bf16 packing needs it.")
         self.packed = torch.ops.quantized.linear_prepack_fp16(rounded.contiguous(), None)
+        self._op = _raw(torch.ops.quantized.linear_dynamic_fp16.default)
 
     def linear(self, x: torch.Tensor, bias: tp.Optional[torch.Tensor]) -> torch.Tensor:
-        out = torch.ops.quantized.linear_dynamic_fp16(x.float(), self.packed)
+        out = self._op(x if x.dtype == torch.float32 else x.float(), self.packed)
         return out if bias is None else out + bias
 
     def dense(self) -> torch.Tensor:
@@ -121,29 +143,34 @@ class BF16Weight(PackedWeight):
 
 
 class Int8Weight(PackedWeight):
-    """Symmetric int8 weight with one scale per output row; activations rounded to bfloat16 for the kernel."""
+    """Symmetric int8 weight with one scale per output row, packed by fbgemm; activations are quantized to
+    8 bits per call (dynamic, per tensor, 7-bit range as PyTorch's dynamic quantization does on x86), the products
+    accumulated in int32 and rescaled to float32."""
     kind = "int8"
 
     def __init__(self, weight: torch.Tensor, rows_hint: int) -> None:
         super().__init__(weight)
         w = weight.detach().float()
-        scales = w.abs().amax(dim=1).clamp_min(1e-12) / 127.0
-        self.qweight = torch.round(w / scales[:, None]).clamp_(-127, 127).to(torch.int8).contiguous()
-        self.scales = scales
-        self._scales_bf16 = scales.to(torch.bfloat16)
+        scales = (w.abs().amax(dim=1).clamp_min(1e-12) / 127.0).double()
+        zero_points = torch.zeros(w.shape[0], dtype=torch.long)
+        with warnings.catch_warnings():  # torch >= 2.10 flags quantized tensors as deprecated; fbgemm needs one
+            warnings.filterwarnings("ignore", message=".*quantize_per_channel.*deprecated")
+            qweight = torch.quantize_per_channel(w, scales, zero_points, 0, torch.qint8)
+        self.packed = torch.ops.quantized.linear_prepack(qweight, None)
+        self._op = _raw(torch.ops.quantized.linear_dynamic.default)
 
     def linear(self, x: torch.Tensor, bias: tp.Optional[torch.Tensor]) -> torch.Tensor:
-        rows = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
-        out = torch._weight_int8pack_mm(rows, self.qweight, self._scales_bf16)
-        out = out.to(x.dtype).reshape(*x.shape[:-1], self.shape[0])
+        if x.dtype != torch.float32:
+            return self.linear(x.float(), bias).to(x.dtype)
+        out = self._op(x, self.packed, True)
         return out if bias is None else out + bias
 
     def dense(self) -> torch.Tensor:
-        return (self.qweight.float() * self.scales[:, None]).to(self.dtype)
+        return torch.ops.quantized.linear_unpack(self.packed)[0].dequantize().to(self.dtype)
 
     @property
     def nbytes(self) -> int:
-        return self.shape[0] * self.shape[1] + self.shape[0] * 6
+        return self.shape[0] * self.shape[1] + self.shape[0] * 12  # + per row: scale, zero point, column sum
 
 
 _PACKERS: tp.Dict[str, tp.Callable[[torch.Tensor, int], PackedWeight]] = {
@@ -212,8 +239,19 @@ class PackableWeights(nn.Module):
         self.__dict__["_packed_kind"] = None
         return len(packed)
 
-    def packed_linear(self, x: torch.Tensor, piece: str, bias: tp.Optional[torch.Tensor]) -> torch.Tensor:
-        """The linear map of ``piece``: ``[..., in] -> [..., rows of the piece]``."""
+    def packed_linear(self, x: torch.Tensor, piece: str, bias: tp.Optional[torch.Tensor],
+                      activation: tp.Optional[tp.Callable[[torch.Tensor], torch.Tensor]] = None) -> torch.Tensor:
+        """The linear map of ``piece``: ``[..., in] -> [..., rows of the piece]``, then ``activation`` if given
+        (fused into the kernel where it can be)."""
+        packed = self.__dict__.get("_packed")
+        if packed and not torch.is_grad_enabled():  # the fast path of inference
+            if activation is None:
+                return packed[piece].linear(x, bias)
+            return packed[piece].linear_activation(x, bias, activation)
+        out = self._linear(x, piece, bias)
+        return out if activation is None else activation(out)
+
+    def _linear(self, x: torch.Tensor, piece: str, bias: tp.Optional[torch.Tensor]) -> torch.Tensor:
         packed = self.__dict__.get("_packed")
         if packed:
             name = self._pieces()[piece][0]
@@ -257,6 +295,11 @@ class PackedLinear(PackableWeights, nn.Linear):
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return self.packed_linear(input, "weight", self.bias)
 
+    def forward_activation(self, input: torch.Tensor,
+                           activation: tp.Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``activation(self(input))``, fused into the kernel where it can be."""
+        return self.packed_linear(input, "weight", self.bias, activation)
+
 
 def pack_linear_weights(module: nn.Module, kind: str = "onednn", rows_hint: int = 2) -> int:
     """Pack, in place, every linear weight under ``module``: plain ``nn.Linear`` submodules (their class becomes
@@ -292,7 +335,18 @@ def pack_linear_weights(module: nn.Module, kind: str = "onednn", rows_hint: int 
             raise TypeError(f"{type(child).__name__} cannot hold packed weights.")
         child.__dict__["_rows_hint"] = rows_hint
         count += child.pack_weights(kind, rows_hint)
+    release_free_memory()
     return count
+
+
+def release_free_memory() -> bool:
+    """Give the memory freed by packing back to the OS (glibc keeps freed heap blocks, which inflates the
+    resident size by up to the size of the dense weights). Returns whether it could (glibc only)."""
+    try:
+        import ctypes
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
 
 
 def unpack_linear_weights(module: nn.Module) -> int:
@@ -303,6 +357,7 @@ def unpack_linear_weights(module: nn.Module) -> int:
             count += child.unpack_weights()
         if type(child) is PackedLinear:
             child.__class__ = nn.Linear  # type: ignore[assignment]
+    release_free_memory()
     return count
 
 
