@@ -369,6 +369,24 @@ def measure_bandwidth(threads: int) -> float:
     return data.numel() * 4 / best / 1e9
 
 
+def describe_machine() -> str:
+    """Date, CPU, cores, SIMD level, torch / transformers versions and the load average."""
+    import platform
+    import transformers
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"{time.strftime('%Y-%m-%d %H:%M')}; {cpu}, {os.cpu_count()} cores, "
+            f"{torch.backends.cpu.get_cpu_capability()}; torch {torch.__version__}, transformers "
+            f"{transformers.__version__}; load average {load:.2f}")
+
+
 def weight_bytes_per_step(precision: str) -> float:
     """Bytes of LM weights one decoding step reads: per layer the self-attention in/out projections, the
     cross-attention query/out projections (its keys/values are projected once), the FFN; then the heads."""
@@ -411,6 +429,7 @@ def main() -> None:
         print(f"writing random-weight models to {fixtures} ...", flush=True)
         write_fixtures(fixtures)
     bandwidth = measure_bandwidth(args.threads)
+    print(describe_machine(), flush=True)
     print(f"threads {args.threads}; memory read bandwidth {bandwidth:.1f} GB/s; {frames} frames "
           f"({args.seconds:g} s), {reps} alternating reps, medians", flush=True)
 
@@ -438,6 +457,8 @@ def main() -> None:
                                         "peak": w.close()}
     if tmp is not None:
         tmp.cleanup()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"load average at the end: {load:.2f}")
     print_table(results, loads, accuracy, bandwidth, frames, batches, precisions)
 
 
@@ -479,6 +500,9 @@ def print_table(results: tp.Dict[tp.Tuple[str, str, int], tp.List[tp.Dict[str, f
         line = ", ".join(ratios)
         print(f"speedup_vs_transformers[{precision}]: {line}")
     if "fp32" in precisions:
+        floor = 1000 * weight_bytes_per_step("fp32") / (bandwidth * 1e9)
+        print("ours fp32 ms/step / bandwidth floor: " + ", ".join(
+            f"{_median(results[('ours', 'fp32', b)], 'step_ms') / floor:.2f} (batch {b})" for b in batches))
         ratios = [f"{_median(results[('transformers', 'fp32', b)], 'step_ms') / _median(results[('ours', 'fp32', b)], 'step_ms'):.2f} (batch {b})"  # noqa: E501
                   for b in batches]
         print(f"speedup_vs_transformers: {', '.join(ratios)}")

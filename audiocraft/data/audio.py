@@ -4,9 +4,10 @@
 - `audio_read(path, seek_time, duration, pad)` -> (float32 `[C, T]`, sample_rate); wav, mp3, ogg, flac, m4a
   and anything else FFmpeg decodes.
 - `audio_write(stem_name, wav, sample_rate, format=...)` normalises (`audio_utils.normalize_audio`) and writes
-  wav (16-bit PCM), mp3 (LAME), ogg (Opus) or flac (16-bit). Writes are atomic: the file is encoded to a hidden
-  temporary file next to the target, synced to disk, then renamed onto it, so a failure never leaves a partial
-  file and never damages an existing one.
+  wav (16-bit PCM), mp3 (LAME), ogg (Opus) or flac (16-bit). Writes are atomic: the file is encoded with no name
+  (Linux `O_TMPFILE`; elsewhere a hidden temporary file next to the target), synced to disk, then renamed onto
+  the target, so a failure, even the process being killed, never leaves a partial file or a temporary file and
+  never damages an existing one.
 - `audio_metadata(path)` -> the tags of a file (what `audio_write(..., metadata=...)` stored).
 """
 from __future__ import annotations
@@ -59,6 +60,8 @@ _FORMATS = {
 }
 _LAYOUTS = {1: 'mono', 2: 'stereo', 3: '2.1', 4: 'quad', 5: '5.0', 6: '5.1', 7: '6.1', 8: '7.1'}
 _CHUNK = 1 << 15  # samples per frame handed to the encoder
+_MAX_SECONDS = 1e12
+_MAX_PADDED = 2 ** 31 - 1  # samples per channel audio_read(pad=True) may allocate (13.5 h at 44.1 kHz)
 
 
 # ------------------------------------------------------------------------------------------------ reading
@@ -126,7 +129,7 @@ def _decode(fp: Path, seek_time: float, duration: float,
             seek: bool) -> tuple[list[torch.Tensor], int, int, bool]:
     """Decode `duration` s (<= 0: to the end) from `seek_time` s -> (chunks `[C, n]`, sample_rate, channels, ok).
 
-    `ok` is False when a seek landed after the first wanted sample (then decode again without seeking).
+    `ok` is False when a seek failed or landed after the first wanted sample (then decode again without seeking).
     """
     container, stream = _open_audio(fp)
     with container:
@@ -138,7 +141,11 @@ def _decode(fp: Path, seek_time: float, duration: float,
         target = first / sample_rate - 0.1
         seek = seek and target > 0 and stream.time_base is not None
         if seek:
-            container.seek(int(target / stream.time_base), stream=stream, backward=True)
+            import av
+            try:
+                container.seek(int(target / stream.time_base), stream=stream, backward=True)
+            except (av.error.FFmpegError, OverflowError):  # some demuxers cannot seek in some files (e.g. short
+                return [], sample_rate, channels, False    # FLAC), or far beyond int64 time stamps: no seek
         chunks: list[torch.Tensor] = []
         position: int | None = None if seek else 0
         length = 0
@@ -180,6 +187,8 @@ def audio_read(filepath: PathLike, seek_time: float = 0., duration: float = -1.,
             raise ValueError(f"{name} must be a finite number of seconds, got {_shown(value)}")
     if seek_time < 0:
         raise ValueError(f"seek_time must be >= 0 seconds, got {seek_time!r}")
+    # Beyond ~31,700 years every file has ended: clamp so that sample counts stay exact int64 values.
+    seek_time, duration = min(float(seek_time), _MAX_SECONDS), min(float(duration), _MAX_SECONDS)
     chunks, sample_rate, channels, ok = _decode(fp, seek_time, duration, seek=True)
     if not ok:
         chunks, sample_rate, channels, _ = _decode(fp, seek_time, duration, seek=False)
@@ -190,6 +199,9 @@ def audio_read(filepath: PathLike, seek_time: float = 0., duration: float = -1.,
     if duration > 0:
         wav = wav[:, :int(duration * sample_rate)]
     if pad and duration > 0:
+        if duration * sample_rate > _MAX_PADDED:
+            raise ValueError(f"duration={duration!r} s with pad=True asks for {int(duration * sample_rate)} samples "
+                             f"per channel; at most {_MAX_PADDED} can be padded")
         wav = F.pad(wav, (0, int(duration * sample_rate) - wav.shape[-1]))
     return wav.float().contiguous(), sample_rate
 
@@ -230,14 +242,15 @@ def _to_encoder_array(wav: torch.Tensor, sample_fmt: str) -> np.ndarray:
     return np.ascontiguousarray(data.t().numpy()).reshape(1, -1)  # packed: [1, T * C]
 
 
-def _encode_to(path: Path, wav: torch.Tensor, sample_rate: int, fmt: _Format, bit_rate: int | None,
+def _encode_to(target: Path | tp.BinaryIO, wav: torch.Tensor, sample_rate: int, fmt: _Format, bit_rate: int | None,
                metadata: dict[str, str]) -> None:
-    """Encode `wav` `[C, T]` (float, normalised) into a new file at `path` with format `fmt`."""
+    """Encode `wav` `[C, T]` (float, normalised) with format `fmt` into a new file at `target` (a path, or a
+    seekable binary file object)."""
     import av
 
     channels = wav.shape[0]
     layout = _LAYOUTS[channels]
-    with av.open(str(path), mode='w', format=fmt.container) as container:
+    with av.open(str(target) if isinstance(target, Path) else target, mode='w', format=fmt.container) as container:
         container.metadata.update(metadata)
         stream: tp.Any = container.add_stream(fmt.codec, rate=sample_rate)
         stream.codec_context.layout = layout
@@ -276,12 +289,50 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_atomically(path: Path, write: tp.Callable[[Path], None]) -> None:
-    """Run `write(tmp)` on a hidden temporary file next to `path`, sync it, then rename it onto `path`.
+def _unnamed_file(folder: Path) -> int | None:
+    """A file descriptor of a new file with no name in `folder` (Linux `O_TMPFILE`), or None where unsupported."""
+    flag = getattr(os, 'O_TMPFILE', None)
+    if flag is None or not os.path.isdir('/proc/self/fd'):
+        return None
+    try:
+        return os.open(str(folder), flag | os.O_RDWR, 0o666)
+    except OSError:  # e.g. a filesystem without O_TMPFILE support
+        return None
 
-    On any failure (including KeyboardInterrupt) the temporary file is removed and `path` is left as it was.
+
+def _link_unnamed(fd: int, name: Path) -> None:
+    """Give the unnamed file `fd` the name `name` (linkat of /proc/self/fd/<fd>, following that link)."""
+    folder = os.open('/proc/self/fd', os.O_RDONLY | getattr(os, 'O_DIRECTORY', 0))
+    try:  # with src_dir_fd, os.link calls linkat(..., AT_SYMLINK_FOLLOW); plain link() would not follow
+        os.link(str(fd), name, src_dir_fd=folder, follow_symlinks=True)
+    finally:
+        os.close(folder)
+
+
+def _write_atomically(path: Path, write: tp.Callable[[Path | tp.BinaryIO], None]) -> None:
+    """Write the new file with `write(target)`, sync it, then put it in place of `path` in one rename.
+
+    On Linux the file is written with no name at all (`O_TMPFILE`) and only linked into the folder once complete
+    (under a hidden name renamed onto `path` right away): a process killed at any point (even by SIGKILL) leaves
+    `path` as it was and no temporary file behind (except if killed between those two adjacent system calls).
+    Elsewhere a hidden temporary file next to `path` is written then renamed. On any failure (including
+    KeyboardInterrupt) the new data is discarded and `path` is left as it was.
     """
     tmp = path.with_name(f'.{path.name}.{secrets.token_hex(6)}.tmp')
+    fd = _unnamed_file(path.parent)
+    if fd is not None:
+        with os.fdopen(fd, 'w+b') as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+            _link_unnamed(file.fileno(), tmp)
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                os.unlink(tmp)
+                raise
+        _fsync_dir(path.parent)
+        return
     try:
         write(tmp)
         _fsync_file(tmp)

@@ -95,6 +95,8 @@ def convert_audio_channels(wav: torch.Tensor, channels: int = 2) -> torch.Tensor
     if wav.dim() < 2:
         raise ValueError(f"wav must have shape [..., C, T] (at least 2 dims), got shape {list(wav.shape)}")
     src_channels = wav.shape[-2]
+    if src_channels == 0:
+        raise ValueError(f"wav has no channel (shape {list(wav.shape)}); it must have shape [..., C, T] with C >= 1")
     if src_channels == channels:
         return wav
     if channels == 1:
@@ -120,7 +122,61 @@ def convert_audio(wav: torch.Tensor, from_rate: float, to_rate: float, to_channe
         return wav
     if not wav.dtype.is_floating_point:
         raise TypeError(f"wav must be a floating point tensor to be resampled, got dtype {wav.dtype}")
+    if wav.shape[-1] == 0:  # nothing to resample (julius cannot reshape an empty signal)
+        return wav.new_zeros(wav.shape)
+    old, new, _ = _reduced(from_rate, to_rate)
+    if new > MAX_JULIUS_PHASES or _julius_kernel_size(from_rate, to_rate) > MAX_JULIUS_KERNEL:
+        return resample_direct(wav, from_rate, to_rate)
     return julius.resample_frac(wav, from_rate, to_rate)
+
+
+# ------------------------------------------------------------------------------------------------ resampling
+_ZEROS, _ROLLOFF = 24, 0.945  # julius.resample_frac's defaults
+# julius builds one kernel row per output phase: [to_rate / g, 2 * width + from_rate / g] floats (g = gcd), in
+# a Python loop over the rows. Fine for usual rates (44.1k -> 32k: 320 x 493); for coprime rates such as 44101 ->
+# 32000 it would be 32000 x 44153 floats (5.6 GB) and 32000 Python iterations. Beyond these many kernel floats
+# or rows (phases), `resample_direct` is used.
+MAX_JULIUS_KERNEL = 1 << 22
+MAX_JULIUS_PHASES = 2048
+
+
+def _reduced(from_rate: int, to_rate: int) -> tuple[int, int, int]:
+    """(old, new, width) of julius: the rates divided by their gcd and the half width of the sinc window."""
+    gcd = math.gcd(from_rate, to_rate)
+    old, new = from_rate // gcd, to_rate // gcd
+    return old, new, math.ceil(_ZEROS * old / (min(old, new) * _ROLLOFF))
+
+
+def _julius_kernel_size(from_rate: int, to_rate: int) -> int:
+    old, new, width = _reduced(from_rate, to_rate)
+    return new * (2 * width + old)
+
+
+def resample_direct(wav: torch.Tensor, from_rate: int, to_rate: int, block_taps: int = 1 << 22) -> torch.Tensor:
+    """Resample `wav` `[..., T]` like `julius.resample_frac` (same windowed sinc: 24 zero crossings, roll-off
+    0.945, each output's weights normalised to sum to 1, edges replicated, `int(T * to_rate / from_rate)`
+    outputs), computing each output's taps on the fly instead of building the per-phase kernel table, so memory
+    does not grow with the product of coprime rates. Equal to julius up to float rounding."""
+    old, new, width = _reduced(from_rate, to_rate)
+    cutoff = min(old, new) * _ROLLOFF
+    length = wav.shape[-1]
+    x = wav.reshape(-1, length)
+    out_length = int(new * length / old)
+    taps = torch.arange(-width, width + 2, device=wav.device)  # around floor(centre); the rest weigh ~0
+    outputs = []
+    step = max(1, block_taps // len(taps))
+    for start in range(0, out_length, step):
+        n = torch.arange(start, min(start + step, out_length), device=wav.device, dtype=torch.float64)
+        frame, phase = torch.div(n, new, rounding_mode='floor'), torch.remainder(n, new)
+        centre = phase * old / new  # position of output n in input samples, relative to frame * old
+        index = torch.floor(centre)[:, None] + taps[None, :]  # [n, taps], relative to frame * old
+        t = ((index / old - phase[:, None] / new) * cutoff).clamp(-_ZEROS, _ZEROS) * math.pi
+        weights = torch.special.sinc(t / math.pi) * torch.cos(t / _ZEROS / 2) ** 2
+        weights = weights / weights.sum(dim=-1, keepdim=True)
+        positions = (frame[:, None] * old + index).long().clamp(0, length - 1)  # replicated edges
+        outputs.append(torch.einsum('bnk,nk->bn', x[:, positions], weights.to(x.dtype)))
+    y = torch.cat(outputs, dim=-1) if outputs else x.new_zeros(x.shape[0], 0)
+    return y.reshape(*wav.shape[:-1], out_length)
 
 
 # ------------------------------------------------------------------------------------------------ normalization

@@ -78,15 +78,29 @@ class RotaryEmbedding(nn.Module):
             raise ValueError(f"RotaryEmbedding dtype must be torch.float32 or torch.float64, got {dtype}.")
         self.scale = scale
         self.dtype = dtype
-        adim = torch.arange(0, dim, 2, device=device, dtype=dtype)[: dim // 2]
-        self.register_buffer("frequencies", 1.0 / (max_period ** (adim / dim)), persistent=False)
+        self.dim = dim
+        self.max_period = max_period
+        self.register_buffer("frequencies", self._frequencies(device), persistent=False)
         self.rotation: tp.Optional[torch.Tensor] = None
         self.xpos = XPos(dim, device=device, dtype=dtype) if xpos else None
+
+    def _frequencies(self, device: tp.Optional[tp.Union[torch.device, str]]) -> torch.Tensor:
+        adim = torch.arange(0, self.dim, 2, device=device, dtype=self.dtype)[: self.dim // 2]
+        return 1.0 / (self.max_period ** (adim / self.dim))
+
+    def _apply(self, fn: tp.Callable[[torch.Tensor], torch.Tensor], *args: tp.Any, **kwargs: tp.Any) -> tp.Any:
+        # Built on the meta device (weights loaded later with assign=True): the frequencies are not in the
+        # checkpoints, so compute them for real before moving them.
+        if isinstance(self.frequencies, torch.Tensor) and self.frequencies.is_meta:
+            self.frequencies = self._frequencies("cpu")
+        return super()._apply(fn, *args, **kwargs)
 
     def get_rotation(self, start: int, end: int) -> torch.Tensor:
         """Complex rotations of times ``start .. end - 1``: ``[end - start, dim / 2]``."""
         freqs = self.frequencies
         assert isinstance(freqs, torch.Tensor)
+        if freqs.is_meta:
+            freqs = self.frequencies = self._frequencies("cpu")
         if not _table_ok(self.rotation, end, freqs.device):
             idx = torch.arange(end, device=freqs.device, dtype=self.dtype)
             angles = torch.outer(idx, freqs)

@@ -442,3 +442,49 @@ def test_app_unreadable_melody_upload(tmp_path):
     with pytest.raises(AppError, match=r"Could not read the melody file 'upload.mp3': it is not an audio file") as info:
         validate_batch_item("x", str(bad), 1.0)
     assert str(tmp_path) not in str(info.value)  # no server path in the page message
+
+
+def test_coprime_rates_resample_in_bounded_memory(monkeypatch):
+    """44101 Hz -> 32 kHz (gcd 1): julius would build a 32000 x 44153 kernel (5.6 GB, an easy way to take a
+    server down with one crafted upload); convert_audio computes the same filter tap by tap instead."""
+    import julius
+
+    from audiocraft.data import audio_utils
+
+    reference = audio_utils.resample_direct(torch.randn(2, 1, 3000), 997, 1009)  # warm-up / shape
+    assert reference.shape == (2, 1, 3036)
+    x = torch.randn(2, 1, 3000)
+    # Where julius is affordable (1009 x 1049 kernel) both agree (julius builds its kernel in float32).
+    torch.testing.assert_close(audio_utils.resample_direct(x, 997, 1009), julius.resample_frac(x, 997, 1009),
+                               atol=5e-4, rtol=0)
+
+    def no_julius(*args, **kwargs):
+        raise AssertionError("julius.resample_frac called for coprime rates")
+
+    monkeypatch.setattr(audio_utils.julius, "resample_frac", no_julius)
+    wav = torch.sin(torch.arange(44101) * 2 * torch.pi * 440 / 44101)[None]
+    out = convert_audio(wav, 44101, 32000, 1)
+    assert out.shape == (1, 32000)
+    expected = torch.sin(torch.arange(32000) * 2 * torch.pi * 440 / 32000)
+    assert (out[0, 100:-100] - expected[100:-100]).abs().max() < 1e-3
+
+
+@pytest.mark.xfail(strict=True, reason="app/handlers.py clean_text accepts text that is not valid Unicode (lone "
+                                       "surrogates, possible from JSON API clients); the batch item passes "
+                                       "validate_batch_item and generate_batch then fails for the WHOLE batch with "
+                                       "'Generation failed: descriptions[i] is not valid Unicode text'. Fix: in "
+                                       "clean_text call audiocraft.utils.validation.check_text (ValueError -> "
+                                       "AppError)")
+def test_app_batch_is_not_poisoned_by_a_non_unicode_text(melody_model, tmp_path):
+    gr = pytest.importorskip("gradio", reason="gradio (the 'app' extra) is not installed")
+    from audiocraft.app.model_cache import ModelCache
+    from audiocraft.app.outputs import OutputFolder
+    from audiocraft.app.ui_batched import make_predict_batched
+
+    predict = make_predict_batched(ModelCache(loader=lambda name: melody_model), OutputFolder(tmp_path),
+                                   "facebook/musicgen-melody", 1.0)
+    try:
+        (paths,) = predict(["a good request", "bad \ud800 text"], [None, None])
+    except gr.Error as exc:
+        pytest.fail(f"one bad item failed the whole batch: {exc}")
+    assert paths[0] is not None and paths[1] is None

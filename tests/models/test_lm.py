@@ -126,6 +126,34 @@ def test_generate_continuation_keeps_prompt(small, golden):
     assert torch.equal(tokens, g["tokens"])
 
 
+def test_built_on_meta_and_assigned_matches_the_goldens(golden, monkeypatch):
+    """The fast way to load: the LM body built on the meta device (no random init), the checkpoint tensors
+    assigned. The conditioners (T5) are built for real before, as get_lm_model does."""
+    import audiocraft.models._build_lm as build
+    from audiocraft.utils.checkpoint_io import load_state_dict_checked
+
+    def on_meta(*args, **kwargs):
+        with torch.device("meta"):
+            return LMModel(*args, **{**kwargs, "device": "meta"})
+    monkeypatch.setattr(build, "LMModel", on_meta)
+    monkeypatch.setattr(LMModel, "to", lambda self, *args, **kwargs: self)  # get_lm_model's final .to(device)
+    pkg = _package("musicgen-small")
+    cfg = OmegaConf.create(pkg["xp.cfg"])
+    cfg.device, cfg.dtype = "cpu", "float32"
+    lm = get_lm_model(cfg)
+    monkeypatch.undo()
+    t5_proj = lm.condition_provider.conditioners["description"].output_proj
+    assert lm.linears[0].weight.is_meta and not t5_proj.weight.is_meta
+    load_state_dict_checked(lm, pkg["best_state"], "small", assign=True)
+    lm.eval()
+    assert not any(t.is_meta for t in list(lm.parameters()) + list(lm.buffers()))
+    g = golden("generate_greedy")
+    p = g["meta"]["set_generation_params"]
+    tokens = lm.generate(None, _attrs(g["meta"]["texts"]), max_gen_len=g["tokens"].shape[-1], use_sampling=False,
+                         cfg_coef=p["cfg_coef"])
+    assert torch.equal(tokens, g["tokens"])
+
+
 # ------------------------------------------------------------------------------------------------ debug LM
 @pytest.fixture(scope="module")
 def debug_lm() -> LMModel:

@@ -88,3 +88,17 @@ def test_errors():
         RotaryEmbedding(5)
     with pytest.raises(ValueError, match="float32 or torch.float64"):
         RotaryEmbedding(4, dtype=torch.float16)
+
+
+def test_built_on_meta_then_moved_recomputes_the_frequencies():
+    """Loaders build models on the meta device and assign the checkpoint tensors; the frequencies are not saved."""
+    reference = RotaryEmbedding(8, max_period=500.0)
+    with torch.device("meta"):
+        rope = RotaryEmbedding(8, max_period=500.0)
+    assert rope.frequencies.is_meta
+    rope.to("cpu")
+    assert torch.equal(rope.frequencies, reference.frequencies)
+    with torch.device("meta"):
+        lazy = RotaryEmbedding(8, max_period=500.0)
+    x = torch.randn(1, 3, 2, 8)
+    assert torch.equal(lazy.rotate(x), reference.rotate(x))
