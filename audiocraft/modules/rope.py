@@ -91,8 +91,9 @@ class RotaryEmbedding(nn.Module):
     def _apply(self, fn: tp.Callable[[torch.Tensor], torch.Tensor], *args: tp.Any, **kwargs: tp.Any) -> tp.Any:
         # Built on the meta device (weights loaded later with assign=True): the frequencies are not in the
         # checkpoints, so compute them for real before moving them.
-        if isinstance(self.frequencies, torch.Tensor) and self.frequencies.is_meta:
-            self.frequencies = self._frequencies("cpu")
+        freqs = self._buffers.get("frequencies")
+        if freqs is not None and freqs.is_meta:
+            self._buffers["frequencies"] = self._frequencies("cpu")
         return super()._apply(fn, *args, **kwargs)
 
     def get_rotation(self, start: int, end: int) -> torch.Tensor:

@@ -158,7 +158,8 @@ def test_debug_model():
     model = MusicGen.get_pretrained("debug", device="cpu")
     model.set_generation_params(duration=0.1)
     wav = model.generate(["a", None])
-    assert wav.shape[:2] == (2, 1) and wav.shape[-1] == int(0.1 * model.frame_rate) * model.sample_rate // model.frame_rate
+    frames = int(0.1 * model.frame_rate)
+    assert wav.shape[:2] == (2, 1) and wav.shape[-1] == frames * model.sample_rate // model.frame_rate
 
 
 # ---- bad input ---------------------------------------------------------------------------------
