@@ -98,10 +98,9 @@ class RotaryEmbedding(nn.Module):
 
     def get_rotation(self, start: int, end: int) -> torch.Tensor:
         """Complex rotations of times ``start .. end - 1``: ``[end - start, dim / 2]``."""
-        freqs = self.frequencies
-        assert isinstance(freqs, torch.Tensor)
+        freqs: torch.Tensor = self._buffers["frequencies"]  # type: ignore[assignment]
         if freqs.is_meta:
-            freqs = self.frequencies = self._frequencies("cpu")
+            freqs = self._buffers["frequencies"] = self._frequencies("cpu")
         if not _table_ok(self.rotation, end, freqs.device):
             idx = torch.arange(end, device=freqs.device, dtype=self.dtype)
             angles = torch.outer(idx, freqs)
