@@ -14,6 +14,7 @@ import typing as tp
 
 import torch
 
+from ..utils.validation import check_text
 from .errors import AppError
 from .model_cache import ModelCache
 from .settings import MODELS
@@ -67,11 +68,13 @@ def _number(label: str, value: tp.Any, *, minimum: float, maximum: tp.Optional[f
             value = float(value.strip())
         except ValueError:
             raise AppError(f"{label} must be {allowed}, got '{value}'.") from None
-    if value is None or isinstance(value, bool) or not isinstance(value, numbers.Real) \
-            or not math.isfinite(float(value)):
-        shown = "nothing" if value is None else repr(value)
+    try:
+        number = float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else math.nan
+    except OverflowError:  # an int beyond the float range (API clients can send 10 ** 400)
+        number = math.nan
+    if not math.isfinite(number):
+        shown = "nothing" if value is None else _shorten(repr(value))
         raise AppError(f"{label} must be {allowed}, got {shown}.")
-    number = float(value)
     if integer and not number.is_integer():
         raise AppError(f"{label} must be {allowed}, got {number:g}.")
     too_low = number <= minimum if strict_min else number < minimum
@@ -80,12 +83,21 @@ def _number(label: str, value: tp.Any, *, minimum: float, maximum: tp.Optional[f
     return number
 
 
+def _shorten(shown: str, limit: int = 40) -> str:
+    """``shown`` cut to ``limit`` characters (a 400-digit number does not belong in a page message)."""
+    return shown if len(shown) <= limit else shown[:limit - 3] + "..."
+
+
 def clean_text(text: tp.Any) -> tp.Optional[str]:
     """The description stripped of surrounding blanks; None when empty."""
     if text is None:
         return None
     if not isinstance(text, str):
         raise AppError(f"The description must be text, got {type(text).__name__}.")
+    try:
+        check_text("The description", text)
+    except ValueError as exc:
+        raise AppError(str(exc)) from None
     text = text.strip()
     if len(text) > MAX_TEXT_CHARS:
         raise AppError(f"The description is too long ({len(text)} characters); keep it under {MAX_TEXT_CHARS}.")
