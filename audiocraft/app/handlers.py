@@ -14,6 +14,7 @@ import typing as tp
 
 import torch
 
+from ..utils.cancel import CancelToken
 from ..utils.validation import check_text
 from .errors import AppError
 from .model_cache import ModelCache
@@ -43,10 +44,14 @@ class GenerationRequest:
 
 @dataclass(eq=False)
 class GenerationResult:
-    """Generated audio ``wav`` ``[C, T]`` float at ``sample_rate``, and warnings to show the user."""
+    """Generated audio ``wav`` ``[C, T]`` float at ``sample_rate``, and warnings to show the user.
+
+    ``stopped``: the request was cancelled, ``wav`` holds what was generated until then (possibly nothing).
+    """
     wav: torch.Tensor
     sample_rate: int
     warnings: tp.List[str] = field(default_factory=list)
+    stopped: bool = False
 
 
 def is_melody_model(name: str) -> bool:
@@ -177,25 +182,27 @@ def _has_melody_conditioner(model: tp.Any) -> bool:
 
 
 def _run(model: tp.Any, texts: tp.List[tp.Optional[str]], melodies: tp.List[tp.Optional[Melody]],
-         progress: tp.Optional[Progress]) -> torch.Tensor:
+         progress: tp.Optional[Progress], cancel: tp.Optional[CancelToken] = None) -> torch.Tensor:
     """Generate ``[B, C, T]`` for a batch; melodies are resampled to the model's rate first."""
     from ..data.audio_utils import convert_audio
 
     model.set_custom_progress_callback(progress)
+    extra = {} if cancel is None else {"cancel": cancel}
     try:
         if any(m is not None for m in melodies):
             wavs: tp.List[tp.Optional[torch.Tensor]] = [
                 None if m is None else convert_audio(m[0], m[1], model.sample_rate, model.audio_channels)
                 for m in melodies]
-            return model.generate_with_chroma(texts, wavs, model.sample_rate)
-        return model.generate(texts)
+            return model.generate_with_chroma(texts, wavs, model.sample_rate, **extra)
+        return model.generate(texts, **extra)
     except (TypeError, ValueError) as exc:
         raise AppError(f"Generation failed: {exc}") from exc
     finally:
         model.set_custom_progress_callback(None)
 
 
-def _set_params(model: tp.Any, request: GenerationRequest) -> None:
+def set_params(model: tp.Any, request: GenerationRequest) -> None:
+    """Apply the request's sampling parameters and duration to ``model`` (a bad value becomes an ``AppError``)."""
     try:
         model.set_generation_params(use_sampling=True, top_k=request.top_k, top_p=request.top_p,
                                     temperature=request.temperature, duration=request.duration,
@@ -204,21 +211,31 @@ def _set_params(model: tp.Any, request: GenerationRequest) -> None:
         raise AppError(str(exc)) from exc
 
 
-def generate_one(cache: ModelCache, request: GenerationRequest,
-                 progress: tp.Optional[Progress] = None) -> GenerationResult:
-    """Generate one clip for ``request``; ``progress(done_steps, total_steps)`` is called along the way."""
+def usable_melody(model: tp.Any, request: GenerationRequest, warnings: tp.List[str]) -> tp.Optional[Melody]:
+    """The request's melody if ``model`` can follow one (else a warning is added); checks there is an input."""
+    melody = request.melody
+    if melody is not None and not _has_melody_conditioner(model):
+        warnings.append(f"{request.model} has no melody conditioning; the melody was ignored.")
+        melody = None
+    if request.text is None and melody is None:
+        raise AppError(f"{request.model} cannot follow a melody: enter a description.")
+    return melody
+
+
+def generate_one(cache: ModelCache, request: GenerationRequest, progress: tp.Optional[Progress] = None,
+                 cancel: tp.Optional[CancelToken] = None) -> GenerationResult:
+    """Generate one clip for ``request``; ``progress(done_steps, total_steps)`` is called along the way.
+
+    Once ``cancel`` is set, generation stops at its next step and the result holds the audio made so far.
+    """
     warnings: tp.List[str] = []
     with cache.use(request.model) as model:
-        melody = request.melody
-        if melody is not None and not _has_melody_conditioner(model):
-            warnings.append(f"{request.model} has no melody conditioning; the melody was ignored.")
-            melody = None
-        if request.text is None and melody is None:
-            raise AppError(f"{request.model} cannot follow a melody: enter a description.")
-        _set_params(model, request)
-        wav = _run(model, [request.text], [melody], progress)
+        melody = usable_melody(model, request, warnings)
+        set_params(model, request)
+        wav = _run(model, [request.text], [melody], progress, cancel)
         sample_rate = int(model.sample_rate)
-    return GenerationResult(wav[0].detach().cpu(), sample_rate, warnings)
+    stopped = cancel is not None and cancel.cancelled
+    return GenerationResult(wav[0].detach().cpu(), sample_rate, warnings, stopped)
 
 
 def generate_batch(cache: ModelCache, model_name: str, texts: tp.Sequence[tp.Optional[str]],
@@ -234,7 +251,7 @@ def generate_batch(cache: ModelCache, model_name: str, texts: tp.Sequence[tp.Opt
     with cache.use(model_name) as model:
         if not _has_melody_conditioner(model):
             melodies = [None] * len(texts)
-        _set_params(model, request)
+        set_params(model, request)
         wav = _run(model, list(texts), list(melodies), None) if texts else torch.zeros(0)
         sample_rate = int(model.sample_rate)
     return [item.detach().cpu() for item in wav], sample_rate

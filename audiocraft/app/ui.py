@@ -9,12 +9,18 @@ import gradio as gr
 
 from ..data.audio import audio_read
 from .errors import AppError
-from .handlers import MAX_DURATION, MAX_TOP_K, MIN_DURATION, generate_one, validate_request
+from .aac import AdtsEncoder
+from .handlers import MAX_DURATION, MAX_TOP_K, MIN_DURATION, GenerationResult, generate_one, validate_request
 from .model_cache import ModelCache
 from .outputs import OutputFolder
+from .player import StreamingAudio
+from .running import RunningRequests
+from .stream import stream_one
 from .waveform import waveform_image
 
 logger = logging.getLogger(__name__)
+
+STREAM_CHUNK_SECONDS = 1.0  # audio per live-player segment
 
 ASSETS = Path(__file__).resolve().parent.parent.parent / "assets"
 INTRO = """# MusicGen
@@ -39,26 +45,53 @@ def unexpected_error(exc: BaseException) -> gr.Error:
                     "try again or with other settings.")
 
 
-def make_predict(cache: ModelCache, output: OutputFolder, models: tp.Sequence[str]) -> tp.Callable[..., tp.Any]:
-    """The click handler: form values -> (audio file path, waveform picture)."""
+def _picture_of(path: Path) -> tp.Any:
+    # Picture what is played: the loudness-normalised file, not the raw model output.
+    played, sample_rate = audio_read(path)
+    return waveform_image(played, sample_rate)
+
+
+def _finish(output: OutputFolder, result: GenerationResult) -> tp.Tuple[tp.Optional[str], tp.Any]:
+    """Warnings to the page, the take to a file: (file path, waveform picture), or (None, None) if empty."""
+    for warning in result.warnings:
+        gr.Warning(warning)
+    if result.wav.shape[-1] == 0:
+        if result.stopped:
+            gr.Warning("Stopped before any audio was generated.")
+            return None, None
+        raise AppError("The model returned no audio; try again or with other settings.")
+    if result.stopped:
+        gr.Info(f"Stopped: kept the first {result.wav.shape[-1] / result.sample_rate:.1f} s.")
+    path = output.write_audio(result.wav, result.sample_rate)
+    return str(path), _picture_of(path)
+
+
+def _session(request: tp.Optional[gr.Request]) -> tp.Optional[str]:
+    return None if request is None else getattr(request, "session_hash", None)
+
+
+def make_predict(cache: ModelCache, output: OutputFolder, models: tp.Sequence[str],
+                 running: tp.Optional[RunningRequests] = None) -> tp.Callable[..., tp.Any]:
+    """The non-streaming click handler: form values -> (audio file path, waveform picture).
+
+    With ``running``, the request can be stopped from its session (``make_stop``).
+    """
+    running = running if running is not None else RunningRequests()
 
     def predict(model: str, text: str, melody: tp.Optional[str], duration: float, top_k: float, top_p: float,
-                temperature: float, cfg_coef: float, progress: gr.Progress = gr.Progress()) -> tp.Tuple[str, tp.Any]:
+                temperature: float, cfg_coef: float, progress: gr.Progress = gr.Progress(),
+                request: tp.Optional[gr.Request] = None) -> tp.Tuple[tp.Optional[str], tp.Any]:
         try:
-            request = validate_request(model, text, melody, duration, top_k, top_p, temperature, cfg_coef,
+            checked = validate_request(model, text, melody, duration, top_k, top_p, temperature, cfg_coef,
                                        models=models)
-            progress(0.0, desc=f"Loading {request.model}" if cache.loaded_name != request.model else "Starting")
+            progress(0.0, desc=f"Loading {checked.model}" if cache.loaded_name != checked.model else "Starting")
 
             def on_step(done: int, total: int) -> None:
                 progress((min(done, total), total), desc="Generating", unit="steps")
 
-            result = generate_one(cache, request, on_step)
-            for warning in result.warnings:
-                gr.Warning(warning)
-            path = output.write_audio(result.wav, result.sample_rate)
-            # Picture what is played: the loudness-normalised file, not the raw model output.
-            played, sample_rate = audio_read(path)
-            return str(path), waveform_image(played, sample_rate)
+            with running.track(_session(request)) as cancel:
+                result = generate_one(cache, checked, on_step, cancel)
+            return _finish(output, result)
         except AppError as exc:
             raise gr.Error(str(exc)) from exc
         except gr.Error:
@@ -69,13 +102,78 @@ def make_predict(cache: ModelCache, output: OutputFolder, models: tp.Sequence[st
     return predict
 
 
+def make_generate(cache: ModelCache, output: OutputFolder, models: tp.Sequence[str], running: RunningRequests,
+                  chunk_seconds: float = STREAM_CHUNK_SECONDS) -> tp.Callable[..., tp.Iterator[tp.Any]]:
+    """The page's click handler, a generator: yields (AAC bytes for the live player, file path, picture).
+
+    With ``stream`` on, the live player receives the audio while it is generated (in ``chunk_seconds``
+    pieces) and the file and picture come at the end; with it off this is ``make_predict`` in one step.
+    """
+    predict = make_predict(cache, output, models, running)
+
+    def generate(model: str, text: str, melody: tp.Optional[str], duration: float, top_k: float, top_p: float,
+                 temperature: float, cfg_coef: float, stream: bool = True, progress: gr.Progress = gr.Progress(),
+                 request: tp.Optional[gr.Request] = None) -> tp.Iterator[tp.Tuple[tp.Any, tp.Any, tp.Any]]:
+        if not stream:
+            path, picture = predict(model, text, melody, duration, top_k, top_p, temperature, cfg_coef,
+                                    progress, request)
+            yield gr.skip(), path, picture
+            return
+        try:
+            checked = validate_request(model, text, melody, duration, top_k, top_p, temperature, cfg_coef,
+                                       models=models)
+            progress(0.0, desc=f"Loading {checked.model}" if cache.loaded_name != checked.model else "Starting")
+
+            def on_step(done: int, total: int) -> None:
+                progress((min(done, total), total), desc="Generating", unit="steps")
+
+            encoder: tp.Optional[AdtsEncoder] = None
+            with running.track(_session(request)) as cancel:
+                items = stream_one(cache, checked, chunk_seconds=chunk_seconds, cancel=cancel, progress=on_step)
+                try:
+                    for item in items:
+                        if isinstance(item, GenerationResult):
+                            path, picture = _finish(output, item)
+                            tail = encoder.flush() if encoder is not None else b""
+                            yield (tail or gr.skip()), path, picture
+                            break
+                        if encoder is None:
+                            encoder = AdtsEncoder(item.sample_rate, item.wav.shape[0])
+                        data = encoder.encode(item.wav)
+                        if data:
+                            yield data, gr.skip(), gr.skip()
+                finally:
+                    close = getattr(items, "close", None)
+                    if close is not None:
+                        close()
+        except AppError as exc:
+            raise gr.Error(str(exc)) from exc
+        except gr.Error:
+            raise
+        except Exception as exc:  # noqa: BLE001 - keep serving; show what happened
+            raise unexpected_error(exc) from exc
+
+    return generate
+
+
+def make_stop(running: RunningRequests) -> tp.Callable[..., None]:
+    """The Stop button: cancel the generation of the clicking session (other users' requests go on)."""
+
+    def stop(request: tp.Optional[gr.Request] = None) -> None:
+        if running.stop(_session(request)) == 0:
+            gr.Info("Nothing is being generated.")
+
+    return stop
+
+
 def build_app(cache: ModelCache, output: OutputFolder, *, models: tp.Sequence[str], default_model: str,
               default_duration: float = 10.0, offline: bool = False, concurrency_limit: tp.Optional[int] = 1
               ) -> gr.Blocks:
     """Build the interactive app (call ``.queue(...).launch(...)`` on the result)."""
     if default_model not in models:
         raise ValueError(f"default_model must be one of {list(models)}, got {default_model!r}.")
-    predict = make_predict(cache, output, models)
+    running = RunningRequests()
+    generate = make_generate(cache, output, models, running)
     with gr.Blocks(title="MusicGen", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(INTRO + ("\n\n" + OFFLINE_NOTE if offline else ""))
         with gr.Row():
@@ -85,7 +183,11 @@ def build_app(cache: ModelCache, output: OutputFolder, *, models: tp.Sequence[st
                                       placeholder="e.g. lofi slow bpm electro chill with organic samples")
                     melody = gr.Audio(sources=["upload", "microphone"], type="filepath", elem_id="melody",
                                       label="Melody to follow (optional, melody model only)")
-                submit = gr.Button("Generate", variant="primary", elem_id="generate")
+                with gr.Row():
+                    submit = gr.Button("Generate", variant="primary", elem_id="generate", scale=3)
+                    stop = gr.Button("Stop", variant="stop", elem_id="stop", scale=1)
+                stream = gr.Checkbox(True, label="Play while generating", elem_id="stream",
+                                     info="hear the music as it is made; the full take is saved at the end")
                 model = gr.Radio(list(models), value=default_model, label="Model", elem_id="model")
                 duration = gr.Slider(MIN_DURATION, MAX_DURATION, value=default_duration, step=1,
                                      label="Duration (seconds)", elem_id="duration")
@@ -96,12 +198,18 @@ def build_app(cache: ModelCache, output: OutputFolder, *, models: tp.Sequence[st
                     temperature = gr.Number(1.0, label="Temperature", elem_id="temperature")
                     cfg_coef = gr.Number(3.0, label="Classifier-free guidance", elem_id="cfg_coef")
             with gr.Column():
+                live = StreamingAudio(label="Live (while generating)", autoplay=True, elem_id="live_audio")
                 audio_out = gr.Audio(label="Generated music", type="filepath", interactive=False,
                                      elem_id="output_audio")
                 picture = gr.Image(label="Waveform", type="pil", interactive=False, elem_id="waveform")
-        inputs = [model, text, melody, duration, top_k, top_p, temperature, cfg_coef]
-        submit.click(predict, inputs=inputs, outputs=[audio_out, picture], concurrency_limit=concurrency_limit,
-                     concurrency_id="generate", api_name="predict")
+        inputs = [model, text, melody, duration, top_k, top_p, temperature, cfg_coef, stream]
+        submit.click(generate, inputs=inputs, outputs=[live, audio_out, picture], concurrency_limit=concurrency_limit,
+                     concurrency_id="generate", api_name="predict", show_progress_on=[audio_out, picture])
+        # Not queued behind the generations: it only sets the cancel token of this session's request.
+        stop.click(make_stop(running), inputs=None, outputs=None, api_name="stop", concurrency_limit=None,
+                   concurrency_id="stop")
+        stream.change(lambda on: gr.update(visible=bool(on)), inputs=stream, outputs=live, api_visibility="private",
+                      queue=False)
         examples = [[t, None if m is None else str(ASSETS / m), name] for t, m, name in EXAMPLES
                     if name in models and (m is None or (ASSETS / m).is_file())]
         if examples:

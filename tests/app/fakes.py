@@ -33,24 +33,58 @@ class FakeMusicGen:
     def set_custom_progress_callback(self, callback: tp.Optional[tp.Callable[[int, int], tp.Any]]) -> None:
         self.callback = callback
 
-    def _audio(self, batch: int) -> torch.Tensor:
+    def _frames(self, cancel: tp.Any = None) -> tp.Iterator[int]:
+        """Run the decoding steps (progress callback, cancellation); yields each step number."""
         length = int(self.params["duration"] * self.frame_rate)
-        if self.callback is not None:
-            for step in range(1, length + 1):
+        for step in range(1, length + 1):
+            if self.callback is not None:
                 self.callback(step, length)
-        t = torch.arange(length * self.sample_rate // self.frame_rate) / self.sample_rate
+            if cancel is not None and cancel.cancelled:  # a cancel seen during a step drops that step
+                return
+            yield step
+
+    def _sine(self, batch: int, start_frame: int, frames: int) -> torch.Tensor:
+        per_frame = self.sample_rate // self.frame_rate
+        t = torch.arange(start_frame * per_frame, (start_frame + frames) * per_frame) / self.sample_rate
         return (0.5 * torch.sin(2 * math.pi * 440 * t)).expand(batch, 1, -1).clone()
 
-    def generate(self, descriptions: tp.List[tp.Optional[str]]) -> torch.Tensor:
+    def _audio(self, batch: int, cancel: tp.Any = None) -> torch.Tensor:
+        steps = 0
+        for steps in self._frames(cancel):
+            pass
+        return self._sine(batch, 0, steps)
+
+    def generate(self, descriptions: tp.List[tp.Optional[str]], cancel: tp.Any = None) -> torch.Tensor:
         self.calls.append(("generate", list(descriptions), None))
-        return self._audio(len(descriptions))
+        return self._audio(len(descriptions), cancel)
 
     def generate_with_chroma(self, descriptions: tp.List[tp.Optional[str]], melody_wavs: tp.Any,
-                             melody_sample_rate: int) -> torch.Tensor:
+                             melody_sample_rate: int, cancel: tp.Any = None) -> torch.Tensor:
         if "self_wav" not in self.lm.condition_provider.conditioners:
             raise ValueError("no melody conditioner")
         self.calls.append(("generate_with_chroma", list(descriptions), (melody_wavs, melody_sample_rate)))
-        return self._audio(len(descriptions))
+        return self._audio(len(descriptions), cancel)
+
+    def generate_stream(self, descriptions: tp.List[tp.Optional[str]], *, chunk_seconds: float = 1.0,
+                        melody_wavs: tp.Any = None, melody_sample_rate: tp.Optional[int] = None,
+                        cancel: tp.Any = None) -> tp.Iterator[torch.Tensor]:
+        """Chunks of ``chunk_seconds`` (the last one shorter); ``before_chunk(i)`` runs before chunk i."""
+        if melody_wavs is not None and "self_wav" not in self.lm.condition_provider.conditioners:
+            raise ValueError("no melody conditioner")
+        self.calls.append(("generate_stream", list(descriptions), (melody_wavs, melody_sample_rate)))
+        per_chunk = max(1, int(chunk_seconds * self.frame_rate))
+        done = step = 0
+        for step in self._frames(cancel):
+            if step - done == per_chunk:
+                self.before_chunk(done // per_chunk)
+                yield self._sine(len(descriptions), done, step - done)
+                done = step
+        if step > done:
+            self.before_chunk(done // per_chunk)
+            yield self._sine(len(descriptions), done, step - done)
+
+    def before_chunk(self, index: int) -> None:
+        """Tests replace this to act between chunks (press Stop, check the model is held)."""
 
 
 def fake_loader(loaded: tp.Optional[tp.List[str]] = None) -> tp.Callable[[str], FakeMusicGen]:

@@ -46,11 +46,11 @@ def test_predict_user_errors_are_gr_errors(cache, tmp_path, args, message):
 def test_predict_unexpected_failure_is_readable(tmp_path):
     def broken(name):
         model = fake_loader()(name)
-        model.generate = lambda texts: torch.zeros(1, 1, 0)  # audio_write refuses empty audio
+        model.generate = lambda texts, **kwargs: torch.full((1, 1, 100), float("nan"))  # audio_write refuses NaN
         return model
 
     predict = make_predict(ModelCache(loader=broken), OutputFolder(tmp_path), MODELS)
-    with pytest.raises(gr.Error, match=r"Generation failed \(ValueError: wav is empty.*The server is still "
+    with pytest.raises(gr.Error, match=r"Generation failed \(ValueError: wav contains NaN.*The server is still "
                                        r"running"):
         predict("facebook/musicgen-small", "x", None, 1, 250, 0.0, 1.0, 3.0)
 
