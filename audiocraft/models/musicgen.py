@@ -20,6 +20,7 @@ from .encodec import CompressionModel
 from .genmodel import BaseGenModel, GenerationOptions, SeedType
 from .lm import LMModel
 from .loaders import load_compression_model, load_lm_model
+from .quantize import prepare_lm_for_inference, weight_format
 
 # Short names of Audiocraft's first release; still accepted, with a deprecation warning.
 _HF_MODEL_CHECKPOINTS_MAP = {
@@ -50,7 +51,8 @@ class MusicGen(BaseGenModel):
 
     @staticmethod
     def get_pretrained(name: str = "facebook/musicgen-melody", device: tp.Optional[str] = None,
-                       *, stem_separation: bool = True) -> "MusicGen":
+                       *, stem_separation: bool = True, dtype: tp.Optional[torch.dtype] = None,
+                       quantize: tp.Optional[str] = None, pack: bool = True) -> "MusicGen":
         """Load a pretrained MusicGen.
 
         Args:
@@ -61,15 +63,32 @@ class MusicGen(BaseGenModel):
             device: ``'cuda'`` when available, else ``'cpu'``.
             stem_separation: for melody models, isolate the melody with demucs (when the ``demucs`` extra is
                 installed) before extracting chroma, as the official model was trained. ``False`` uses the full mix.
+            dtype: weights of the language model. ``None`` / ``torch.float32``: exact float32 (the default).
+                ``torch.bfloat16``: bf16 weights, float32 activations (on CPU ~2x less memory read per step;
+                elsewhere the LM is converted with ``lm.to(dtype)``, e.g. ``torch.float16`` on a GPU).
+            quantize: ``None`` or ``'int8'`` (CPU only): int8 weight-only quantization of the LM's linear
+                layers, one scale per output channel, dynamic 8-bit activations (~4x less memory per step).
+            pack: on CPU, pack the float32 LM weights once for oneDNN (same math, ~2-3x faster decoding steps;
+                ``state_dict()`` and training still see plain weights). ``False`` keeps PyTorch's default layout.
+            See :mod:`audiocraft.models.quantize` for the accuracy of each option.
         """
         if not isinstance(name, str) or not name:
             raise TypeError(f"name must be a non-empty str (hub id, folder or 'debug'), got {name!r}.")
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        check_bool("pack", pack)
+        if dtype is not None and not isinstance(dtype, torch.dtype):
+            raise TypeError(f"dtype must be None or a torch.dtype (torch.float32, torch.bfloat16), got {dtype!r}.")
+        on_cpu = torch.device(device).type == "cpu"
+        if on_cpu:
+            weight_format(dtype, quantize)  # refuses what the CPU path cannot do, before any loading
+        elif quantize is not None:
+            raise ValueError(f"quantize={quantize!r} is only implemented for CPU inference; device is {device!r}.")
         if name == "debug":
             from .builders import get_debug_compression_model, get_debug_lm_model
             compression_model = get_debug_compression_model(device)
             lm = get_debug_lm_model(device)
+            prepare_lm_for_inference(lm, dtype=dtype, quantize=quantize, pack=pack)
             return MusicGen(name, compression_model, lm, max_duration=30)
         if name in _HF_MODEL_CHECKPOINTS_MAP:
             warnings.warn("MusicGen pretrained model relying on deprecated checkpoint mapping. "
@@ -84,6 +103,7 @@ class MusicGen(BaseGenModel):
             chroma.match_len_on_eval = True
             chroma._use_masking = False
             chroma.stem_separation = stem_separation
+        prepare_lm_for_inference(lm, dtype=dtype, quantize=quantize, pack=pack)
         return MusicGen(name, compression_model, lm)
 
     def set_generation_params(self, use_sampling: bool = True, top_k: int = 250, top_p: float = 0.0,

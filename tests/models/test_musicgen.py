@@ -221,3 +221,44 @@ def test_bad_tokens(small):
         small.generate_audio(torch.full((1, 4, 5), 2048, dtype=torch.long))
     with pytest.raises(TypeError, match="integer tensor"):
         small.generate_audio(torch.zeros(1, 4, 5))
+
+
+# ---- weight formats of get_pretrained ----------------------------------------------------------------
+def test_get_pretrained_packs_fp32_by_default_and_keeps_the_goldens():
+    model = MusicGen.get_pretrained("facebook/musicgen-small", device="cpu")
+    assert model.lm.linears[0].packed_kind == "onednn"
+    assert model.lm.transformer.layers[0].self_attn.packed_kind == "onednn"
+    state = model.lm.state_dict()  # plain dense weights, official names and shapes
+    assert state["linears.0.weight"].shape == (2048, 64) and state["linears.0.weight"].dtype == torch.float32
+    g = load_golden("generate_greedy")
+    p = g["meta"]["set_generation_params"]
+    model.set_generation_params(**p)
+    _, tokens = model.generate(g["meta"]["texts"], return_tokens=True)
+    assert torch.equal(tokens, g["tokens"])
+    plain = MusicGen.get_pretrained("facebook/musicgen-small", device="cpu", pack=False)
+    assert type(plain.lm.linears[0]) is torch.nn.Linear
+
+
+@pytest.mark.parametrize("kwargs, kind", [(dict(dtype=torch.bfloat16), "bf16"), (dict(quantize="int8"), "int8"),
+                                          (dict(dtype=torch.float32), "onednn")])
+def test_get_pretrained_weight_options(kwargs, kind):
+    model = MusicGen.get_pretrained("facebook/musicgen-small", device="cpu", **kwargs)
+    assert model.lm.linears[0].packed_kind == kind
+    g = load_golden("generate_greedy")
+    model.set_generation_params(**g["meta"]["set_generation_params"])
+    _, tokens = model.generate(g["meta"]["texts"], return_tokens=True)
+    assert tokens.shape == g["tokens"].shape  # lossy formats: accuracy is tested in test_quantize.py
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(dtype="bf16"), TypeError, "dtype must be None or a torch.dtype.*got 'bf16'"),
+    (dict(dtype=torch.float16), ValueError, "dtype must be None, torch.float32 or torch.bfloat16 on CPU"),
+    (dict(quantize="int4"), ValueError, "quantize must be None or one of \\('int8',\\), got 'int4'"),
+    (dict(quantize="int8", dtype=torch.bfloat16), ValueError, "cannot be combined"),
+    (dict(quantize="int8", device="cuda"), ValueError, "quantize='int8' is only implemented for CPU inference"),
+    (dict(pack=1), TypeError, "pack"),
+])
+def test_get_pretrained_weight_option_errors(kwargs, exc, match):
+    kwargs = {"device": "cpu", **kwargs}
+    with pytest.raises(exc, match=match):
+        MusicGen.get_pretrained("facebook/musicgen-small", **kwargs)
