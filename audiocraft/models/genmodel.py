@@ -245,7 +245,13 @@ class BaseGenModel(ABC):
         if len(descriptions) != len(prompt):
             raise ValueError(f"descriptions has {len(descriptions)} items but prompt has batch size {len(prompt)}; "
                              "they must match.")
+        if prompt.dtype != torch.float32:  # float16 / float64 prompts: the codec computes in float32
+            prompt = prompt.float()
+        samples = prompt.shape[-1]
         prompt = convert_audio(prompt, prompt_sample_rate, self.sample_rate, self.audio_channels)
+        if prompt.shape[-1] < 1:
+            raise ValueError(f"prompt is too short: {samples} sample(s) at {prompt_sample_rate} Hz is less than one "
+                             f"sample at the model's {self.sample_rate} Hz.")
         _, prompt_tokens = self._prepare_tokens_and_attributes(descriptions, prompt)
         assert prompt_tokens is not None
         return descriptions, prompt_tokens

@@ -30,6 +30,9 @@ _HF_MODEL_CHECKPOINTS_MAP = {
     "melody": "facebook/musicgen-melody",
 }
 
+# Sampling parameters beyond these overflow float32 logits (Audiocraft lets them through to a NaN failure).
+MIN_TEMPERATURE, MAX_TEMPERATURE, MAX_CFG_COEF = 1e-3, 1e3, 1e3
+
 MelodyList = tp.List[tp.Optional[torch.Tensor]]
 MelodyType = tp.Union[torch.Tensor, MelodyList]
 
@@ -115,10 +118,10 @@ class MusicGen(BaseGenModel):
             use_sampling: sample (True) or take the argmax (False).
             top_k: keep the k most likely tokens when sampling (used when ``top_p`` is 0).
             top_p: nucleus sampling threshold in [0, 1]; 0 disables it (top-k is used).
-            temperature: softmax temperature (> 0).
-            duration: seconds of audio to generate (> 0). Beyond ``max_duration`` generation proceeds in
+            temperature: softmax temperature, in [1e-3, 1e3].
+            duration: seconds of audio to generate, at least one frame (0.02 s). Beyond ``max_duration`` generation proceeds in
                 windows that overlap by ``max_duration - extend_stride`` seconds.
-            cfg_coef: classifier-free guidance coefficient.
+            cfg_coef: classifier-free guidance coefficient, in [-1e3, 1e3].
             two_step_cfg: run the conditional and unconditional passes separately (same result, slower); unlike
                 Audiocraft, ``cfg_coef`` is honoured in that mode too.
             extend_stride: seconds the window advances when extending (0 < extend_stride < max_duration).
@@ -126,9 +129,13 @@ class MusicGen(BaseGenModel):
         check_bool("use_sampling", use_sampling)
         check_number("top_k", top_k, minimum=0, integer=True)
         check_number("top_p", top_p, minimum=0.0, maximum=1.0)
-        check_number("temperature", temperature, minimum=0.0, strict_min=True)
+        # Bounds keep the scaled logits finite in float32 (1e-300 or 1e300 would overflow them to inf / NaN).
+        check_number("temperature", temperature, minimum=MIN_TEMPERATURE, maximum=MAX_TEMPERATURE)
         check_number("duration", duration, minimum=0.0, strict_min=True)
-        check_number("cfg_coef", cfg_coef)
+        if duration * self.frame_rate < 1:
+            raise ValueError(f"duration must be at least one frame ({1 / self.frame_rate:g} s at "
+                             f"{self.frame_rate:g} Hz), got {duration}.")
+        check_number("cfg_coef", cfg_coef, minimum=-MAX_CFG_COEF, maximum=MAX_CFG_COEF)
         check_bool("two_step_cfg", two_step_cfg)
         check_number("extend_stride", extend_stride, minimum=0.0, strict_min=True)
         if extend_stride >= self.max_duration:

@@ -175,7 +175,7 @@ def test_bad_descriptions(small):
 @pytest.mark.parametrize("kwargs, exc, match", [
     ({"duration": 0}, ValueError, "duration must be > 0"),
     ({"duration": -1.0}, ValueError, "duration must be > 0"),
-    ({"temperature": 0}, ValueError, "temperature must be > 0"),
+    ({"temperature": 0}, ValueError, "temperature must be >= 0.001"),
     ({"top_k": -1}, ValueError, "top_k must be >= 0"),
     ({"top_k": 2.5}, TypeError, "top_k must be an integer"),
     ({"top_p": 1.5}, ValueError, "top_p must be <= 1"),
