@@ -16,12 +16,10 @@ from .aac import adts_duration
 
 
 class StreamingAudio(gr.Audio):
-    """``gr.Audio(streaming=True)`` fed with ADTS bytes; shown by gradio's own audio player."""
+    """``gr.Audio`` fed with ADTS bytes; shown by gradio's own audio player. Create it with ``streaming=True``.
 
-    def __init__(self, **kwargs: tp.Any) -> None:
-        kwargs.setdefault("streaming", True)
-        kwargs.setdefault("interactive", False)
-        super().__init__(**kwargs)
+    (No ``__init__`` of its own: gradio reads the page properties from ``gr.Audio.__init__``'s signature.)
+    """
 
     def get_block_name(self) -> str:
         return "audio"  # the stock front-end component

@@ -198,7 +198,8 @@ def build_app(cache: ModelCache, output: OutputFolder, *, models: tp.Sequence[st
                     temperature = gr.Number(1.0, label="Temperature", elem_id="temperature")
                     cfg_coef = gr.Number(3.0, label="Classifier-free guidance", elem_id="cfg_coef")
             with gr.Column():
-                live = StreamingAudio(label="Live (while generating)", autoplay=True, elem_id="live_audio")
+                live = StreamingAudio(label="Live (while generating)", streaming=True, autoplay=True,
+                                      interactive=False, elem_id="live_audio")
                 audio_out = gr.Audio(label="Generated music", type="filepath", interactive=False,
                                      elem_id="output_audio")
                 picture = gr.Image(label="Waveform", type="pil", interactive=False, elem_id="waveform")

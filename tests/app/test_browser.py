@@ -205,3 +205,33 @@ def test_batched_app(page, servers, tmp_path):
     _check_audio_file(page, audio["src"], tmp_path, 1.0)
     page.screenshot(path=str(tmp_path / "app_batched.png"), full_page=True)
     assert server.alive()
+
+
+LIVE_JS = f"""() => {{ const root = document.querySelector('#live_audio');
+  const found = root ? ({AUDIO_JS})(root) : []; return found.find((a) => a.duration > 0) || null; }}"""
+
+
+def test_app_streams_while_generating_and_stops(page, servers, tmp_path):
+    """The live player gets the audio while a 30 s request is generated; Stop ends it early with the part
+    generated so far as the file; the next request is complete."""
+    server = servers["app"]
+    _open(page, server.url)
+    page.locator("#model").get_by_text("facebook/musicgen-small").click()
+    duration = page.locator("#duration input[type=number]")
+    duration.fill("30")
+    duration.press("Enter")
+    _generate(page, "a long ambient piece")
+    # Chromium decodes the AAC segments of the live player (its duration grows) before the take is done.
+    live = page.wait_for_function(LIVE_JS, timeout=UI_TIMEOUT).json_value()
+    assert page.evaluate(f"() => ({AUDIO_JS})(document.querySelector('#output_audio')).length") == 0
+    page.screenshot(path=str(tmp_path / "app_streaming.png"), full_page=True)
+    page.locator("#stop").click()
+    audio = _wait_audio(page)
+    assert 0 < audio["duration"] < 29, (audio, live)
+    page.screenshot(path=str(tmp_path / "app_stopped.png"), full_page=True)
+    duration.fill("1")
+    duration.press("Enter")
+    _generate(page, "a short one")
+    audio = _wait_audio(page, previous=audio["src"])
+    assert audio["duration"] == pytest.approx(1.0, abs=0.01)
+    assert server.alive()
