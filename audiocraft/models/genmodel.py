@@ -35,12 +35,16 @@ class GenerationOptions:
     on_frames: called with each block of newly completed frames ``[B, K, n]`` (streaming output).
     schedule: long-form text schedule ``[(start_s, description or [description per item]), ...]``.
     melody_schedule: long-form melody schedule ``[(start_s, wav [C, T] at the model rate or None), ...]``.
+    crossfade: long-form: seconds over which a window whose conditions changed fades in from the previous
+        conditions' continuation (0: off). The continuations are collected in ``crossfades``.
     """
     generators: tp.Optional[tp.List[torch.Generator]] = None
     cancel: tp.Optional[CancelToken] = None
     on_frames: tp.Optional[tp.Callable[[torch.Tensor], tp.Any]] = None
     schedule: tp.Optional[tp.List[tp.Tuple[float, tp.Any]]] = None
     melody_schedule: tp.Optional[tp.List[tp.Tuple[float, tp.Optional[torch.Tensor]]]] = None
+    crossfade: float = 0.0
+    crossfades: tp.List[tp.Tuple[int, torch.Tensor]] = dataclasses.field(default_factory=list)
 
     @property
     def lm_kwargs(self) -> tp.Dict[str, tp.Any]:

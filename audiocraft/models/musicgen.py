@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import copy
 import typing as tp
 import warnings
 
@@ -16,6 +17,7 @@ from ..data.audio_utils import convert_audio
 from ..modules.conditioners import ConditioningAttributes, WavCondition
 from ..utils.cancel import CancelToken
 from ..utils.validation import check_bool, check_descriptions, check_number, check_waveform
+from ._crossfade import apply_crossfades, preserved_random_state
 from .encodec import CompressionModel
 from .genmodel import BaseGenModel, GenerationOptions, SeedType
 from .lm import LMModel
@@ -35,6 +37,13 @@ MIN_TEMPERATURE, MAX_TEMPERATURE, MAX_CFG_COEF = 1e-3, 1e3, 1e3
 
 MelodyList = tp.List[tp.Optional[torch.Tensor]]
 MelodyType = tp.Union[torch.Tensor, MelodyList]
+
+
+def _entry_in_force(schedule: tp.Optional[tp.Sequence[tp.Tuple[float, tp.Any]]], time: float) -> int:
+    """Index of the schedule entry in force at ``time`` seconds (-1 without a schedule)."""
+    if not schedule:
+        return -1
+    return max(i for i, (start, _) in enumerate(schedule) if start <= time + 1e-9 or i == 0)
 
 
 class MusicGen(BaseGenModel):
@@ -119,8 +128,8 @@ class MusicGen(BaseGenModel):
             top_k: keep the k most likely tokens when sampling (used when ``top_p`` is 0).
             top_p: nucleus sampling threshold in [0, 1]; 0 disables it (top-k is used).
             temperature: softmax temperature, in [1e-3, 1e3].
-            duration: seconds of audio to generate, at least one frame (0.02 s). Beyond ``max_duration`` generation proceeds in
-                windows that overlap by ``max_duration - extend_stride`` seconds.
+            duration: seconds of audio to generate, at least one frame (0.02 s). Beyond ``max_duration``
+                generation proceeds in windows that overlap by ``max_duration - extend_stride`` seconds.
             cfg_coef: classifier-free guidance coefficient, in [-1e3, 1e3].
             two_step_cfg: run the conditional and unconditional passes separately (same result, slower); unlike
                 Audiocraft, ``cfg_coef`` is honoured in that mode too.
@@ -238,7 +247,8 @@ class MusicGen(BaseGenModel):
     def generate_long(self, schedule: tp.Sequence[tp.Tuple[float, tp.Any]], duration: tp.Optional[float] = None, *,
                       melody_schedule: tp.Optional[tp.Sequence[tp.Tuple[float, tp.Optional[torch.Tensor]]]] = None,
                       melody_sample_rate: tp.Optional[int] = None, progress: bool = False,
-                      return_tokens: bool = False, seed: SeedType = None, cancel: tp.Optional[CancelToken] = None
+                      return_tokens: bool = False, seed: SeedType = None, cancel: tp.Optional[CancelToken] = None,
+                      crossfade: float = 0.0
                       ) -> tp.Union[torch.Tensor, tp.Tuple[torch.Tensor, torch.Tensor]]:
         """Long-form generation driven by a schedule of prompts.
 
@@ -252,10 +262,17 @@ class MusicGen(BaseGenModel):
                 models): each melody is tiled from its start time to cover the windows it is in force for.
             progress, return_tokens, seed, cancel: as in :meth:`generate`. The progress total is exact across
                 windows.
+            crossfade: seconds (0 <= crossfade <= ``extend_stride``; 0: off). Where a window's description or
+                melody changed, the previous conditions also continue for this long and the audio fades from
+                that continuation into the new one (raised cosine). The tokens are those of ``crossfade=0``; the
+                audio differs from ``generate_audio(tokens)`` only inside the crossfades. The extra short
+                generations are not counted in the progress.
         Returns:
             audio ``[B, C, T]`` (and tokens ``[B, K, F]``).
         """
         entries = self._check_schedule("schedule", schedule)
+        stride = self.extend_stride if self.extend_stride is not None else self.max_duration
+        check_number("crossfade", crossfade, minimum=0.0, maximum=stride)
         batch = 1
         for _, description in entries:
             if isinstance(description, (list, tuple)):
@@ -290,10 +307,12 @@ class MusicGen(BaseGenModel):
             options = self._options(seed, cancel, batch)
             options.schedule = entries
             options.melody_schedule = melodies
+            options.crossfade = float(crossfade)
             tokens = self._generate_tokens(attributes, None, progress, options)
         finally:
             self.duration = old_duration
-        return self._output(tokens, return_tokens)
+        audio = apply_crossfades(self, tokens, self.generate_audio(tokens), options.crossfades)
+        return (audio, tokens) if return_tokens else audio
 
     @staticmethod
     def _check_schedule(name: str, schedule: tp.Any) -> tp.List[tp.Tuple[float, tp.Any]]:
@@ -407,12 +426,24 @@ class MusicGen(BaseGenModel):
         callback: tp.Any = _progress_callback if use_callback else None
         ref_wavs = [attr.wav.get("self_wav") for attr in attributes]
         all_tokens = [] if prompt_tokens is None else [prompt_tokens]
+        last_in_force, last_content_start = (-1, -1), 0.0
         for index, ((time_offset, max_gen_len), steps) in enumerate(zip(plan, window_steps)):
             prompt_len = 0 if prompt_tokens is None else prompt_tokens.shape[-1]
             if len(plan) > 1 or options.schedule or options.melody_schedule:
                 # Time (s) at which this window's new content starts: what the schedules are looked up at.
                 content_start = time_offset + prompt_len / self.frame_rate if index > 0 else 0.0
                 self._apply_schedules(attributes, ref_wavs, options, time_offset, content_start)
+                in_force = (_entry_in_force(options.schedule, content_start),
+                            _entry_in_force(options.melody_schedule, content_start))
+                if options.crossfade > 0 and index > 0 and in_force != last_in_force:
+                    # The previous conditions, for this window's times: what the music would have continued as.
+                    previous = copy.deepcopy(attributes)
+                    self._apply_schedules(previous, ref_wavs, options, time_offset, last_content_start)
+                    assert prompt_tokens is not None
+                    frame = sum(t.shape[-1] for t in all_tokens)
+                    old = self._continue_with(previous, prompt_tokens, max_gen_len, options)
+                    options.crossfades.append((frame, old))
+                last_in_force, last_content_start = in_force, content_start
             with self.autocast:
                 gen_tokens = self.lm.generate(prompt_tokens, attributes, callback=callback, max_gen_len=max_gen_len,
                                               **self.generation_params, **options.lm_kwargs)
@@ -422,6 +453,22 @@ class MusicGen(BaseGenModel):
             prompt_tokens = gen_tokens[:, :, stride_tokens:]
             done_steps += steps
         return torch.cat(all_tokens, dim=-1)
+
+    def _continue_with(self, attributes: tp.List[ConditioningAttributes], prompt_tokens: torch.Tensor,
+                       max_gen_len: int, options: GenerationOptions) -> torch.Tensor:
+        """The crossfade continuation: ``options.crossfade`` s of new frames ``[B, K, n]`` after
+        ``prompt_tokens`` under ``attributes``, leaving the random streams of the main generation untouched."""
+        prompt_len = prompt_tokens.shape[-1]
+        gen_len = min(max_gen_len, prompt_len + max(1, int(round(options.crossfade * self.frame_rate))))
+
+        def _cancel_only(*_: tp.Any) -> tp.Optional[bool]:
+            return False if options.cancel is not None and options.cancel.cancelled else None
+
+        kwargs = {k: v for k, v in options.lm_kwargs.items() if k != "on_frames"}
+        with preserved_random_state(options.generators, self.device), self.autocast:
+            tokens = self.lm.generate(prompt_tokens, attributes, callback=_cancel_only, max_gen_len=gen_len,
+                                      **self.generation_params, **kwargs)
+        return tokens[:, :, prompt_len:]
 
     def _apply_schedules(self, attributes: tp.List[ConditioningAttributes],
                          ref_wavs: tp.List[tp.Optional[WavCondition]], options: GenerationOptions,

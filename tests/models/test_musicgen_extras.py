@@ -4,7 +4,7 @@ import time
 import pytest
 import torch
 
-from audiocraft.models import MusicGen
+from audiocraft.models import MusicGen, _crossfade
 from audiocraft.utils.cancel import CancelToken
 from audiocraft.utils.tokens_io import load_tokens, save_tokens
 from tests.conftest import load_golden
@@ -161,6 +161,49 @@ def test_long_form_schedule(small):
         assert torch.equal(changed[..., :50], g["tokens"][..., :50])
         assert not torch.equal(changed, g["tokens"])
         assert [d for d, _ in calls] == list(range(1, calls[-1][1] + 1))
+    finally:
+        small.max_duration = old
+
+
+@pytest.mark.parametrize("sampling", [False, True])
+def test_long_form_crossfade(small, sampling):
+    """A crossfade at a schedule change: same tokens as without it (its extra generation draws from saved random
+    streams), audio equal to the tokens' decoding except over the crossfade, where it fades from the previous
+    description's continuation into the new one."""
+    g = load_golden("generate_extend")
+    old = small.max_duration
+    small.max_duration = g["meta"]["max_duration_override"]  # 1 s windows, 0.5 s stride: window 1 starts at 1 s
+    try:
+        small.set_generation_params(**{**g["meta"]["set_generation_params"], "use_sampling": sampling})
+        schedule = [(0.0, g["meta"]["texts"]), (0.9, ["ambient drone", None])]
+        plain, tokens = small.generate_long(schedule, return_tokens=True, seed=5)
+        faded, same = small.generate_long(schedule, return_tokens=True, seed=5, crossfade=0.2)
+        assert torch.equal(same, tokens)
+        assert torch.equal(plain, small.generate_audio(tokens))
+        hop = small.sample_rate // small.frame_rate
+        start, end = 50 * hop, 60 * hop  # frames 50 .. 59: the first 0.2 s of the window whose text changed
+        assert torch.equal(faded[..., :start], plain[..., :start]) and torch.equal(faded[..., end:], plain[..., end:])
+        diff = (faded[..., start:end] - plain[..., start:end]).abs().amax(dim=(0, 1))
+        assert diff[:hop].max() > 0 and diff[-hop // 4:].max() < diff[:hop].max()  # faded in towards the new one
+        # the blend is (1 - w) * old + w * new with raised-cosine weights rising from 0 to 1
+        w = _crossfade.fade_in(end - start, plain.device)
+        half = (end - start) // 2  # where 1 - w >= 0.5: the other continuation read back is audio-like
+        old_audio = (faded[..., start:start + half] - w[:half] * plain[..., start:start + half]) / (1 - w[:half])
+        assert float(w[0]) < 1e-4 and float(w[-1]) > 1 - 1e-4 and bool((w[1:] >= w[:-1]).all())
+        assert 0 < old_audio.abs().max() < 10 * plain.abs().max()
+        # with global RNG (no seed) too: the extra generation leaves the global stream as it was
+        torch.manual_seed(11)
+        _, a = small.generate_long(schedule, return_tokens=True)
+        torch.manual_seed(11)
+        _, b = small.generate_long(schedule, return_tokens=True, crossfade=0.2)
+        assert torch.equal(a, b)
+        # no change in the schedule: no crossfade at all
+        unchanged = small.generate_long([(0.0, g["meta"]["texts"])], seed=5, crossfade=0.2)
+        assert torch.equal(unchanged, small.generate_long([(0.0, g["meta"]["texts"])], seed=5))
+        with pytest.raises(ValueError, match=r"crossfade must be <= 0.5, got 0.6"):
+            small.generate_long(schedule, crossfade=0.6)
+        with pytest.raises(ValueError, match=r"crossfade must be >= 0.0, got -1"):
+            small.generate_long(schedule, crossfade=-1)
     finally:
         small.max_duration = old
 
