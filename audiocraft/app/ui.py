@@ -117,7 +117,8 @@ def make_generate(cache: ModelCache, output: OutputFolder, models: tp.Sequence[s
         if not stream:
             path, picture = predict(model, text, melody, duration, top_k, top_p, temperature, cfg_coef,
                                     progress, request)
-            yield gr.skip(), path, picture
+            # b"", not gr.skip(): gradio ends the live player's stream at the end of the event, so it must exist.
+            yield b"", path, picture
             return
         try:
             checked = validate_request(model, text, melody, duration, top_k, top_p, temperature, cfg_coef,
@@ -135,7 +136,7 @@ def make_generate(cache: ModelCache, output: OutputFolder, models: tp.Sequence[s
                         if isinstance(item, GenerationResult):
                             path, picture = _finish(output, item)
                             tail = encoder.flush() if encoder is not None else b""
-                            yield (tail or gr.skip()), path, picture
+                            yield tail, path, picture
                             break
                         if encoder is None:
                             encoder = AdtsEncoder(item.sample_rate, item.wav.shape[0])

@@ -235,3 +235,15 @@ def test_app_streams_while_generating_and_stops(page, servers, tmp_path):
     audio = _wait_audio(page, previous=audio["src"])
     assert audio["duration"] == pytest.approx(1.0, abs=0.01)
     assert server.alive()
+
+
+def test_app_api_with_and_without_streaming(servers):
+    """gradio_client users: /predict returns (live stream, complete WAV, picture) either way; /stop answers."""
+    gradio_client = pytest.importorskip("gradio_client")
+    client = gradio_client.Client(servers["app"].url, verbose=False)
+    for stream in (False, True):
+        _live, path, picture = client.predict("facebook/musicgen-small", "lofi", None, 1, 250, 0, 1, 3, stream,
+                                              api_name="/predict")
+        info = audio_info(path)
+        assert (info.duration, info.sample_rate) == (1.0, 32000) and Path(picture).is_file()
+    assert client.predict(api_name="/stop") in ((), None)
