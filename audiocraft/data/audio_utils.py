@@ -62,6 +62,12 @@ def _check_float_clip(wav: object, name: str = 'wav') -> torch.Tensor:
     return wav
 
 
+# Bounds on what users can ask for: beyond them, buffers (repeated channels, resampling windows) grow without limit.
+MAX_SAMPLE_RATE = 10 ** 6
+MAX_CHANNELS = 1024
+MAX_DOWNSAMPLING = 1024
+
+
 def _check_sample_rate(sample_rate: object, name: str = 'sample_rate') -> int:
     """A positive whole number of Hz (int, a float with no fractional part, or a one-element tensor of those)."""
     if isinstance(sample_rate, torch.Tensor) and sample_rate.numel() == 1:
@@ -74,12 +80,16 @@ def _check_sample_rate(sample_rate: object, name: str = 'sample_rate') -> int:
         raise ValueError(f"{name} must be a positive integer (Hz), got {_shown(sample_rate)}") from None
     if not math.isfinite(value) or value <= 0 or not value.is_integer():
         raise ValueError(f"{name} must be a positive integer (Hz), got {sample_rate!r}")
+    if value > MAX_SAMPLE_RATE:
+        raise ValueError(f"{name} must be at most {MAX_SAMPLE_RATE} Hz, got {_shown(sample_rate)}")
     return int(value)
 
 
 def _check_channels(channels: object, name: str = 'channels') -> int:
     if isinstance(channels, bool) or not isinstance(channels, numbers.Integral) or int(channels) < 1:
-        raise ValueError(f"{name} must be a positive integer, got {channels!r}")
+        raise ValueError(f"{name} must be a positive integer, got {_shown(channels)}")
+    if channels > MAX_CHANNELS:
+        raise ValueError(f"{name} must be at most {MAX_CHANNELS}, got {_shown(channels)}")
     return int(channels)
 
 
@@ -122,6 +132,8 @@ def convert_audio(wav: torch.Tensor, from_rate: float, to_rate: float, to_channe
         return wav
     if not wav.dtype.is_floating_point:
         raise TypeError(f"wav must be a floating point tensor to be resampled, got dtype {wav.dtype}")
+    if from_rate > MAX_DOWNSAMPLING * to_rate:  # the sinc window grows with the ratio (1e6 -> 1 Hz: GBs)
+        raise ValueError(f"from_rate / to_rate must be at most {MAX_DOWNSAMPLING}, got {from_rate} / {to_rate} Hz")
     if wav.shape[-1] == 0:  # nothing to resample (julius cannot reshape an empty signal)
         return wav.new_zeros(wav.shape)
     old, new, _ = _reduced(from_rate, to_rate)
