@@ -1,0 +1,103 @@
+"""Benchmark: time to first audio, ``MusicGen.generate_stream`` vs ``MusicGen.generate``, on CPU.
+
+The model is the one of ``benchmarks/generate.py`` (musicgen-small sizes, random weights, the real 32 kHz EnCodec;
+written to a temporary folder, or reused with ``--fixtures``). Workload: one text prompt, classifier-free guidance
+(coef 3), top-k 250 sampling with a fixed seed, 10 s of audio, batch 1. Time to first audio is when the caller
+holds playable audio: the first chunk of ``generate_stream(chunk_seconds=...)``, or the return of ``generate``.
+The two alternate, median of ``--reps``.
+
+    python benchmarks/streaming.py [--seconds 10] [--chunk-seconds 1] [--reps 3] [--fixtures DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+import statistics
+import sys
+import tempfile
+import time
+import typing as tp
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import generate as bench  # noqa: E402  (the model fixtures and machine description of the main benchmark)
+
+
+def _plain(model: tp.Any, seed: int) -> tp.Dict[str, float]:
+    start = time.perf_counter()
+    wav = model.generate([bench.PROMPT], seed=seed)
+    end = time.perf_counter()
+    return {"first_s": end - start, "total_s": end - start, "audio_s": wav.shape[-1] / model.sample_rate}
+
+
+def _stream(model: tp.Any, seed: int, chunk_seconds: float) -> tp.Dict[str, float]:
+    start = time.perf_counter()
+    first = None
+    samples = 0
+    for chunk in model.generate_stream([bench.PROMPT], chunk_seconds=chunk_seconds, seed=seed):
+        if first is None:
+            first = time.perf_counter() - start
+            first_chunk_s = chunk.shape[-1] / model.sample_rate
+        samples += chunk.shape[-1]
+    total = time.perf_counter() - start
+    assert first is not None
+    return {"first_s": first, "total_s": total, "audio_s": samples / model.sample_rate,
+            "first_chunk_s": first_chunk_s}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=10.0, help="audio to generate (default 10)")
+    parser.add_argument("--chunk-seconds", type=float, default=1.0, help="generate_stream chunk size (default 1)")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions (median)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: cores)")
+    parser.add_argument("--fixtures", type=Path, default=None, help="reuse / keep the model folders here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    tmp = None
+    fixtures = args.fixtures
+    if fixtures is None:
+        tmp = tempfile.TemporaryDirectory(prefix="musicgen-bench-")
+        fixtures = Path(tmp.name)
+    if not (fixtures / "ours").exists():
+        print(f"writing random-weight models to {fixtures} ...", flush=True)
+        bench.write_fixtures(fixtures)
+    os.environ["HF_HUB_CACHE"] = str(fixtures / "hf_cache")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    from audiocraft.models import MusicGen
+
+    print(bench.describe_machine(), flush=True)
+    model = MusicGen.get_pretrained(str(fixtures / "ours"), device="cpu")
+    model.set_generation_params(duration=args.seconds, top_k=250, cfg_coef=3.0)
+    model.generate([bench.PROMPT], seed=0)  # warm-up (kernels, allocator)
+    rows: tp.Dict[str, tp.List[tp.Dict[str, float]]] = {"generate": [], "generate_stream": []}
+    for rep in range(max(1, args.reps)):
+        order = ["generate", "generate_stream"] if rep % 2 == 0 else ["generate_stream", "generate"]
+        for name in order:
+            row = _plain(model, rep) if name == "generate" else _stream(model, rep, args.chunk_seconds)
+            rows[name].append(row)
+            print(f"  {name:16s} rep {rep}: first audio after {row['first_s']:.2f} s, done after "
+                  f"{row['total_s']:.2f} s", flush=True)
+    if tmp is not None:
+        tmp.cleanup()
+
+    def median(name: str, key: str) -> float:
+        return statistics.median(r[key] for r in rows[name])
+
+    print()
+    print(f"{args.seconds:g} s of audio, batch 1, fp32, chunk_seconds {args.chunk_seconds:g}, "
+          f"{torch.get_num_threads()} threads, medians of {max(1, args.reps)}")
+    print("| API | time to first audio (s) | total (s) | real-time factor |")
+    print("|---|---|---|---|")
+    for name in rows:
+        total = median(name, "total_s")
+        print(f"| `{name}` | {median(name, 'first_s'):.2f} | {total:.2f} | {median(name, 'audio_s') / total:.2f} |")
+    print(f"time_to_first_audio: {median('generate_stream', 'first_s'):.2f} s (generate_stream), "
+          f"{median('generate', 'first_s'):.2f} s (generate); first chunk holds "
+          f"{median('generate_stream', 'first_chunk_s'):.2f} s of audio")
+
+
+if __name__ == "__main__":
+    main()
