@@ -31,7 +31,8 @@ demo: $(STAMP)
 	$(PY) -m audiocraft.cli "lofi beat with a mellow piano" --duration 8 --model facebook/musicgen-small --out demo_out.wav --demo
 
 bench: $(STAMP)
-	$(PY) benchmarks/generate.py
+	$(PY) benchmarks/generate.py --fixtures .bench-models
+	$(PY) benchmarks/streaming.py --fixtures .bench-models
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache
