@@ -23,7 +23,7 @@ def _requirements() -> list:
 EXTRAS = {
     "dev": [
         "pytest>=7", "hypothesis>=6", "flake8>=6", "mypy>=1.5",
-        "nbclient>=0.9", "nbformat>=5.9", "ipykernel>=6.25", "playwright>=1.40",
+        "nbclient>=0.9", "nbformat>=5.9", "ipykernel>=6.25", "playwright>=1.40", "psutil>=5.9",
     ],
     "xformers": ["xformers"],
     "torchaudio": ["torchaudio"],
