@@ -134,6 +134,21 @@ def write_fixtures(root: Path) -> None:
     _write_transformers(root / "transformers")
 
 
+def prepare_fixtures(folder: tp.Optional[Path]) -> tp.Tuple[Path, tp.Optional[tempfile.TemporaryDirectory]]:
+    """The model folders in ``folder`` (written there when missing), or in a temporary folder when None (returned
+    too, to clean up). Points ``HF_HUB_CACHE`` at its T5 cache, offline."""
+    tmp = None
+    if folder is None:
+        tmp = tempfile.TemporaryDirectory(prefix="musicgen-bench-")
+        folder = Path(tmp.name)
+    if not (folder / "transformers").exists():
+        print(f"writing random-weight models to {folder} ...", flush=True)
+        write_fixtures(folder)
+    os.environ["HF_HUB_CACHE"] = str(folder / "hf_cache")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    return folder, tmp
+
+
 # ---------------------------------------------------------------------------------------------- worker side
 def _peak_rss_gb() -> float:
     """Peak resident set size of this process (VmHWM), GB."""
@@ -420,14 +435,7 @@ def main() -> None:
     frames = int(round(args.seconds * FRAME_RATE))
     batches = [int(b) for b in args.batches.split(",")]
     precisions = args.precisions.split(",")
-    tmp = None
-    fixtures = args.fixtures
-    if fixtures is None:
-        tmp = tempfile.TemporaryDirectory(prefix="musicgen-bench-")
-        fixtures = Path(tmp.name)
-    if not (fixtures / "transformers").exists():
-        print(f"writing random-weight models to {fixtures} ...", flush=True)
-        write_fixtures(fixtures)
+    fixtures, tmp = prepare_fixtures(args.fixtures)
     bandwidth = measure_bandwidth(args.threads)
     print(describe_machine(), flush=True)
     print(f"threads {args.threads}; memory read bandwidth {bandwidth:.1f} GB/s; {frames} frames "

@@ -10,7 +10,6 @@ import argparse
 import os
 from pathlib import Path
 import sys
-import tempfile
 
 import torch
 
@@ -28,15 +27,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=15)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    tmp = None
-    fixtures = args.fixtures
-    if fixtures is None:
-        tmp = tempfile.TemporaryDirectory(prefix="musicgen-bench-")
-        fixtures = Path(tmp.name)
-    if not (fixtures / "ours").exists():
-        bench.write_fixtures(fixtures)
-    os.environ["HF_HUB_CACHE"] = str(fixtures / "hf_cache")
-    os.environ["HF_HUB_OFFLINE"] = "1"
+    fixtures, tmp = bench.prepare_fixtures(args.fixtures)
     from audiocraft.models import MusicGen
 
     model = MusicGen.get_pretrained(str(fixtures / "ours"), device="cpu", pack=args.pack)

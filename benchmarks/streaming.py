@@ -15,7 +15,6 @@ import os
 from pathlib import Path
 import statistics
 import sys
-import tempfile
 import time
 import typing as tp
 
@@ -56,16 +55,7 @@ def main() -> None:
     parser.add_argument("--fixtures", type=Path, default=None, help="reuse / keep the model folders here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    tmp = None
-    fixtures = args.fixtures
-    if fixtures is None:
-        tmp = tempfile.TemporaryDirectory(prefix="musicgen-bench-")
-        fixtures = Path(tmp.name)
-    if not (fixtures / "ours").exists():
-        print(f"writing random-weight models to {fixtures} ...", flush=True)
-        bench.write_fixtures(fixtures)
-    os.environ["HF_HUB_CACHE"] = str(fixtures / "hf_cache")
-    os.environ["HF_HUB_OFFLINE"] = "1"
+    fixtures, tmp = bench.prepare_fixtures(args.fixtures)
     from audiocraft.models import MusicGen
 
     print(bench.describe_machine(), flush=True)
