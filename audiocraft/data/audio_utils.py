@@ -88,7 +88,7 @@ def _check_sample_rate(sample_rate: object, name: str = 'sample_rate') -> int:
 def _check_channels(channels: object, name: str = 'channels') -> int:
     if isinstance(channels, bool) or not isinstance(channels, numbers.Integral) or int(channels) < 1:
         raise ValueError(f"{name} must be a positive integer, got {_shown(channels)}")
-    if channels > MAX_CHANNELS:
+    if int(channels) > MAX_CHANNELS:
         raise ValueError(f"{name} must be at most {MAX_CHANNELS}, got {_shown(channels)}")
     return int(channels)
 
