@@ -64,7 +64,11 @@ def _prompts(args: argparse.Namespace) -> tp.List[str]:
             raise CLIError("give either PROMPT or --batch FILE, not both")
         if not args.batch.is_file():
             raise CLIError(f"--batch file not found: {args.batch}")
-        prompts = [line.strip() for line in args.batch.read_text(encoding="utf-8").splitlines() if line.strip()]
+        try:
+            text = args.batch.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CLIError(f"cannot read --batch file {args.batch}: {_one_line(exc)}") from exc
+        prompts = [line.strip() for line in text.splitlines() if line.strip()]
         if not prompts:
             raise CLIError(f"--batch file {args.batch} has no prompts (one per line)")
         return prompts
@@ -73,6 +77,12 @@ def _prompts(args: argparse.Namespace) -> tp.List[str]:
             raise CLIError("a PROMPT (or --batch FILE, --melody or --continue) is required")
         return [""]
     return [args.prompt]
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line (its type name when it has none)."""
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return text or type(exc).__name__
 
 
 def _output_paths(out: Path, fmt: str, count: int) -> tp.List[Path]:
@@ -120,7 +130,7 @@ def run(args: argparse.Namespace) -> tp.List[Path]:
                                     temperature=args.temperature, duration=args.duration, cfg_coef=args.cfg,
                                     extend_stride=stride)
     except (TypeError, ValueError) as exc:
-        raise CLIError(str(exc)) from exc
+        raise CLIError(_one_line(exc)) from exc
     descriptions: tp.List[tp.Optional[str]] = [p or None for p in prompts]
 
     bar = None
@@ -148,20 +158,26 @@ def run(args: argparse.Namespace) -> tp.List[Path]:
                                               seed=args.seed)
         else:
             wav = model.generate(descriptions, seed=args.seed)
-    except (TypeError, ValueError) as exc:
-        raise CLIError(str(exc)) from exc
+    except (TypeError, ValueError, OSError) as exc:
+        raise CLIError(_one_line(exc)) from exc
+    except RuntimeError as exc:  # e.g. out of memory, or sampling parameters the model cannot use
+        raise CLIError(f"generation failed: {_one_line(exc)}") from exc
     finally:
         if bar is not None:
             bar.close()
-    written = []
+    written: tp.List[Path] = []
     for index, (path, audio) in enumerate(zip(_output_paths(args.out, fmt, len(prompts)), wav)):
         meta = None if args.no_metadata else _metadata(args, model, prompts[index],
                                                        None if args.seed is None else args.seed + index)
         tags = None if meta is None else {"comment": json.dumps(meta, sort_keys=True)}
-        target = audio_write(path, audio.cpu(), model.sample_rate, format=fmt, strategy="loudness",
-                             loudness_compressor=True, metadata=tags)
-        if meta is not None:
-            _write_json_atomic(target.with_name(target.name + ".json"), meta)
+        try:
+            target = audio_write(path, audio.cpu(), model.sample_rate, format=fmt, strategy="loudness",
+                                 loudness_compressor=True, metadata=tags)
+            if meta is not None:
+                _write_json_atomic(target.with_name(target.name + ".json"), meta)
+        except (OSError, ValueError) as exc:  # a folder that cannot be created, no permission, disk full
+            done = f" ({len(written)} of {len(prompts)} file(s) written before)" if written else ""
+            raise CLIError(f"cannot write {path}: {_one_line(exc)}{done}") from exc
         written.append(target)
     return written
 

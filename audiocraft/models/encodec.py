@@ -54,8 +54,18 @@ def _check_wav(x: tp.Any, channels: int, allow_empty: bool = False) -> None:
         raise TypeError(f"x must be a floating point tensor, got dtype {x.dtype}")
     if x.shape[1] != channels:
         raise ValueError(f"x has {x.shape[1]} channel(s) (shape {list(x.shape)}), the model expects {channels}")
+    if x.shape[0] == 0:
+        raise ValueError(f"x must hold at least one item (B >= 1), got shape {list(x.shape)}")
     if x.shape[-1] == 0 and not allow_empty:
         raise ValueError(f"x must hold at least one sample, got shape {list(x.shape)}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"x contains NaN or infinite values (shape {list(x.shape)}); audio must be finite")
+
+
+def _as_model_dtype(x: torch.Tensor, model: torch.nn.Module) -> torch.Tensor:
+    """``x`` in the floating point dtype of ``model``'s first parameter (float16 / float64 audio is accepted)."""
+    param = next(iter(model.parameters()), None)
+    return x if param is None or x.dtype == param.dtype else x.to(param.dtype)
 
 
 def _check_codes(codes: tp.Any, total_codebooks: int, cardinality: int, allow_empty: bool = False) -> None:
@@ -68,6 +78,8 @@ def _check_codes(codes: tp.Any, total_codebooks: int, cardinality: int, allow_em
     if not 1 <= codes.shape[1] <= total_codebooks:
         raise ValueError(f"codes has K={codes.shape[1]} codebooks (shape {list(codes.shape)}); "
                          f"allowed: 1 to {total_codebooks}")
+    if codes.shape[0] == 0:
+        raise ValueError(f"codes must hold at least one item (B >= 1), got shape {list(codes.shape)}")
     if codes.shape[-1] == 0:
         if not allow_empty:
             raise ValueError(f"codes must hold at least one frame, got shape {list(codes.shape)}")
@@ -276,8 +288,10 @@ class EncodecModel(CompressionModel):
         """Audio ``[B, C, T]`` float -> ``(codes [B, K, ceil(T / hop)] int64, scale [B, 1] or None)``.
 
         In streaming mode: codes of the frames that no later audio can change (``flush_encoder`` ends).
+        Audio of another floating point dtype is cast to the model's.
         """
         _check_wav(x, self.channels, allow_empty=self.is_streaming)
+        x = _as_model_dtype(x, self)
         if self.is_streaming and self.renormalize:
             raise ValueError("streaming encode is not supported with renormalize=True (the scale needs the "
                              "whole signal)")
@@ -341,6 +355,7 @@ class HFEncodecCompressionModel(CompressionModel):
     def encode(self, x: torch.Tensor) -> tp.Tuple[torch.Tensor, tp.Optional[torch.Tensor]]:
         """Audio ``[B, C, T]`` -> ``(codes [B, K, F], scale or None)`` at the bandwidth of ``num_codebooks``."""
         _check_wav(x, self.channels)
+        x = _as_model_dtype(x, self.model)
         bandwidth_index = self.possible_num_codebooks.index(self.num_codebooks)
         bandwidth = self.model.config.target_bandwidths[bandwidth_index]
         res: tp.Any = self.model.encode(x, None, bandwidth)

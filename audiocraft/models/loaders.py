@@ -12,6 +12,7 @@ No partially loaded model is ever returned.
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 import re
@@ -155,6 +156,37 @@ def _delete_param(cfg: omegaconf.DictConfig, full_name: str) -> None:
     OmegaConf.set_struct(node, True)
 
 
+# Errors a builder raises on a config it cannot use (wrong type, missing key, bad interpolation, inconsistent
+# sizes); they are re-raised as CheckpointError naming the file.
+_CONFIG_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError, RuntimeError,
+                  omegaconf.errors.OmegaConfBaseException)
+
+
+def _describe(err: BaseException) -> str:
+    text = str(err).strip()
+    if isinstance(err, (KeyError, AttributeError)) or not text:
+        return f"{type(err).__name__}: {text}" if text else type(err).__name__
+    return text
+
+
+def _check_segment_duration(cfg: omegaconf.DictConfig, path: Path, required: bool) -> None:
+    """``dataset.segment_duration`` (the generation window, seconds) must be a finite number > 0 when given (and
+    be given when ``required``)."""
+    dataset = cfg.get("dataset", None) if "dataset" in cfg else None
+    if not isinstance(dataset, omegaconf.DictConfig) or "segment_duration" not in dataset:
+        if required:
+            raise CheckpointError(f"'{path}': 'xp.cfg' lacks dataset.segment_duration (the training segment "
+                                  "length in seconds, used as the generation window)")
+        return
+    try:
+        value = dataset.segment_duration
+    except omegaconf.errors.OmegaConfBaseException as err:
+        raise CheckpointError(f"'{path}': 'xp.cfg' dataset.segment_duration cannot be read: {err}") from err
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise CheckpointError(f"'{path}': 'xp.cfg' dataset.segment_duration={value!r} must be a finite number of "
+                              "seconds > 0")
+
+
 # ---------------------------------------------------------------------------------------------- compression
 def load_compression_model_ckpt(file_or_url_or_id: tp.Union[Path, str],
                                 cache_dir: tp.Optional[str] = None) -> tp.Dict[str, tp.Any]:
@@ -195,12 +227,16 @@ def load_lm_model_ckpt(file_or_url_or_id: tp.Union[Path, str],
 
 
 def load_lm_model(file_or_url_or_id: tp.Union[Path, str], device: tp.Union[torch.device, str] = "cpu",
-                  cache_dir: tp.Optional[str] = None) -> nn.Module:
+                  cache_dir: tp.Optional[str] = None, *, for_generation: bool = False) -> nn.Module:
     """The language model of an exported checkpoint, strictly loaded, in eval mode, with ``model.cfg`` set.
 
     Config fixes as Audiocraft: ``device`` overrides ``cfg.device``; ``cfg.dtype`` is ``float32`` on CPU and
     ``float16`` otherwise; obsolete conditioner options (``conditioners.self_wav.chroma_stem.cache_path``,
     ``conditioners.args.merge_text_conditions_p``, ``conditioners.args.drop_desc_p``) are deleted.
+
+    ``dataset.segment_duration`` (the generation window) must be a finite number > 0 when present; with
+    ``for_generation`` (as ``MusicGen.get_pretrained`` needs) it must be present. Any config the builders cannot
+    use raises ``CheckpointError`` naming the file.
     """
     from .builders import get_lm_model
     pkg, path = _load_package(file_or_url_or_id, LM_FILENAME, cache_dir)
@@ -210,7 +246,12 @@ def load_lm_model(file_or_url_or_id: tp.Union[Path, str], device: tp.Union[torch
     _delete_param(cfg, "conditioners.self_wav.chroma_stem.cache_path")
     _delete_param(cfg, "conditioners.args.merge_text_conditions_p")
     _delete_param(cfg, "conditioners.args.drop_desc_p")
-    model = get_lm_model(cfg)
+    _check_segment_duration(cfg, path, required=for_generation)
+    try:
+        model = get_lm_model(cfg)
+    except _CONFIG_ERRORS as err:
+        raise CheckpointError(f"'{path}': cannot build the language model from 'xp.cfg': "
+                              f"{_describe(err)}") from err
     load_state_dict_checked(model, pkg["best_state"], f"'{path}' (best_state)", assign=False)
     model.eval()
     setattr(model, "cfg", cfg)

@@ -26,6 +26,17 @@ def _detail(err: BaseException) -> str:
     return f"{type(err).__name__}: {lines[0] if lines else ''}".rstrip(": ")
 
 
+def _is_garbage(path: Path) -> bool:
+    """True when ``path`` starts like no torch checkpoint: neither a zip archive (``PK``) nor a pickle of protocol
+    >= 2 (legacy format, or a bare pickle, which stays 'refused': it may hold code)."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(2)
+    except OSError:
+        return False
+    return not (head == b"PK" or head[:1] == b"\x80")
+
+
 def safe_torch_load(path: tp.Union[str, Path]) -> tp.Any:
     """Load ``path`` with ``torch.load(..., map_location='cpu', weights_only=True)``.
 
@@ -40,7 +51,7 @@ def safe_torch_load(path: tp.Union[str, Path]) -> tp.Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        if "weights only load failed" in str(err).lower():
+        if "weights only load failed" in str(err).lower() and not _is_garbage(path):
             raise CheckpointError(
                 f"refused to load '{path}': it contains Python objects that torch.load(weights_only=True) does "
                 f"not allow, which could run code when unpickled ({_detail(err)}). Only tensors and plain "
@@ -60,6 +71,16 @@ def _few(items: tp.Sequence[str], limit: int = 8) -> str:
     return shown + (f", ... (+{len(items) - limit} more)" if len(items) > limit else "")
 
 
+def _dtype_name(tensor: torch.Tensor) -> str:
+    return str(tensor.dtype).replace("torch.", "")
+
+
+def _castable(value: torch.Tensor, target: torch.Tensor) -> bool:
+    """Same dtype, or both floating point (cast to the model's): an integer, bool or complex tensor for a float
+    parameter (or the reverse) is refused."""
+    return value.dtype == target.dtype or (value.is_floating_point() and target.is_floating_point())
+
+
 def load_state_dict_checked(model: nn.Module, state: tp.Any, source: str, assign: bool = True) -> None:
     """Strictly load ``state`` into ``model`` after checking every key and shape.
 
@@ -69,7 +90,8 @@ def load_state_dict_checked(model: nn.Module, state: tp.Any, source: str, assign
 
     Raises:
         CheckpointError: ``state`` is not a mapping of tensors, or keys are missing / unexpected, or shapes
-            differ (all listed, with ``source`` named).
+            differ, or dtypes are incompatible (all listed, with ``source`` named; floating point tensors of
+            another precision are fine: they are cast).
     """
     if not isinstance(state, tp.Mapping):
         raise CheckpointError(f"{source}: the state dict must be a mapping of tensors, got {type(state).__name__}")
@@ -79,6 +101,8 @@ def load_state_dict_checked(model: nn.Module, state: tp.Any, source: str, assign
     unexpected = [str(k) for k in state if k not in expected]
     wrong_shapes = [f"{k} {list(state[k].shape)} (model {list(v.shape)})" for k, v in expected.items()
                     if k in state and isinstance(state[k], torch.Tensor) and state[k].shape != v.shape]
+    wrong_dtypes = [f"{k} {_dtype_name(state[k])} (model {_dtype_name(v)})" for k, v in expected.items()
+                    if k in state and isinstance(state[k], torch.Tensor) and not _castable(state[k], v)]
     problems = []
     if not_tensors:
         problems.append(f"{len(not_tensors)} non-tensor value(s): {_few(not_tensors)}")
@@ -88,6 +112,8 @@ def load_state_dict_checked(model: nn.Module, state: tp.Any, source: str, assign
         problems.append(f"{len(unexpected)} unexpected key(s): {_few(unexpected)}")
     if wrong_shapes:
         problems.append(f"{len(wrong_shapes)} shape mismatch(es): {_few(wrong_shapes)}")
+    if wrong_dtypes:
+        problems.append(f"{len(wrong_dtypes)} dtype mismatch(es): {_few(wrong_dtypes)}")
     if problems:
         raise CheckpointError(f"{source} does not match the model {type(model).__name__}: " + "; ".join(problems))
     if not assign:

@@ -27,6 +27,7 @@ REVIEWED_ASSERTS = {
     ("audiocraft/models/_build_compression.py", "isinstance(out, dict)"),  # to_container of a DictConfig
     ("audiocraft/models/genmodel.py", "prompt_tokens is not None"),  # encode of a validated prompt
     ("audiocraft/models/musicgen.py", "self.extend_stride is not None"),  # set in __init__
+    ("audiocraft/models/musicgen.py", "prompt_tokens is not None"),  # generate_long: set by every window before
     ("audiocraft/modules/conv.py", "weight is not None"),
     ("audiocraft/modules/rope.py", "isinstance(rates, torch.Tensor)"),
     ("audiocraft/modules/rope.py", "self.decay is not None"),
@@ -89,7 +90,7 @@ def test_check_tokens_refuses_an_empty_batch():
     ({"top_k": HUGE}, ValueError, r"top_k must be a finite number"),
     ({"top_p": 1.5}, ValueError, r"top_p must be <= 1.0, got 1.5"),
     ({"top_p": NAN}, ValueError, r"top_p must be finite, got nan"),
-    ({"temperature": 0}, ValueError, r"temperature must be > 0.0, got 0"),
+    ({"temperature": 0}, ValueError, r"temperature must be >= 0.001, got 0"),
     ({"temperature": INF}, ValueError, r"temperature must be finite, got inf"),
     ({"duration": -1}, ValueError, r"duration must be > 0.0, got -1"),
     ({"duration": "8"}, TypeError, r"duration must be a number, got '8'"),
@@ -106,10 +107,6 @@ def test_set_generation_params(small_model, kwargs, exc, message):
     assert (small_model.generation_params, small_model.duration, small_model.extend_stride) == before
 
 
-@pytest.mark.xfail(strict=True, reason="models/musicgen.py set_generation_params accepts a duration shorter than one "
-                                       "frame (0 < duration < 1/frame_rate); generate then fails with 'The prompt (0 "
-                                       "steps) must be shorter than max_gen_len=0', which does not name duration. "
-                                       "Fix: require duration >= 1 / frame_rate (0.02 s) there, naming 'duration'")
 def test_duration_shorter_than_a_frame(small_model):
     with pytest.raises(ValueError, match="duration"):
         small_model.set_generation_params(duration=0.01)
@@ -117,11 +114,6 @@ def test_duration_shorter_than_a_frame(small_model):
 
 
 @pytest.mark.parametrize("kwargs", [{"temperature": 1e-300}, {"cfg_coef": 1e300}, {"cfg_coef": -1e300}])
-@pytest.mark.xfail(strict=True, reason="finite but extreme temperature / cfg_coef overflow the logits to inf/NaN and "
-                                       "torch.multinomial raises RuntimeError. Fix (models/musicgen.py "
-                                       "set_generation_params): bound them, e.g. temperature >= 1e-3 and "
-                                       "|cfg_coef| <= 1e3, ValueError naming the argument; or (models/lm.py "
-                                       "sampling) nan_to_num the scaled logits")
 def test_extreme_but_finite_sampling_parameters(small_model, kwargs):
     try:
         small_model.set_generation_params(duration=0.04, **kwargs)
@@ -177,6 +169,18 @@ def test_small_model_entry_points(small_model, call, exc, message):
         call(small_model)
 
 
+@pytest.mark.xfail(strict=True, reason="models/genmodel.py generate_unconditional accepts any num_samples: 2 ** 63 "
+                                       "and beyond raise OverflowError ('cannot fit int into an index-sized "
+                                       "integer'), 10 ** 12 MemoryError, and 10 ** 5 really generates for minutes "
+                                       "with GBs. Fix: bound num_samples (e.g. <= 1024, like the batch of a "
+                                       "descriptions list), ValueError naming num_samples")
+@pytest.mark.parametrize("num_samples", [10 ** 30, 2 ** 63, 10 ** 12])  # fail at once, nothing allocated
+def test_huge_num_samples(small_model, num_samples):
+    small_model.set_generation_params(duration=0.04)
+    with pytest.raises(ValueError, match="num_samples"):
+        small_model.generate_unconditional(num_samples)
+
+
 def test_generate_continuation_prompt_longer_than_duration(small_model):
     small_model.set_generation_params(duration=0.1)
     with pytest.raises(ValueError, match=r"The prompt \(0.20 s\) is longer than the audio to generate \(0.10 s\); "
@@ -184,20 +188,12 @@ def test_generate_continuation_prompt_longer_than_duration(small_model):
         small_model.generate_continuation(torch.zeros(1, 1, 6400), 32000)
 
 
-@pytest.mark.xfail(strict=True, reason="a prompt shorter than one sample once resampled (1 sample at 48 kHz) fails in "
-                                       "CompressionModel.encode with 'x must hold at least one sample': the message "
-                                       "names 'x', not 'prompt'. Fix in models/genmodel.py _prepare_prompt: after "
-                                       "convert_audio, raise ValueError naming prompt and its minimum length")
 def test_prompt_too_short_after_resampling_names_prompt(small_model):
     small_model.set_generation_params(duration=0.1)
     with pytest.raises(ValueError, match=r"prompt"):
         small_model.generate_continuation(torch.zeros(1, 1, 1), 48000)
 
 
-@pytest.mark.xfail(strict=True, reason="a float16 / float64 prompt reaches EncodecModel.encode unconverted: "
-                                       "RuntimeError 'Input type (double) and bias type (float) should be the "
-                                       "same'. Fix: cast x to the model dtype in models/encodec.py encode (or "
-                                       "the prompt in models/genmodel.py _prepare_prompt)")
 @pytest.mark.parametrize("dtype", [torch.float16, torch.float64])
 def test_prompt_in_other_float_dtypes(small_model, dtype):
     small_model.set_generation_params(duration=0.06, use_sampling=False)
@@ -229,11 +225,25 @@ def test_melody_model_entry_points(melody_model, call, exc, message):
     (torch.zeros(1, 1, 1), 48000),            # resampled to 0 samples (was a RuntimeError in nullify_condition)
     (torch.randn(1, 1, 2000).double(), 32000),  # float64 (was a dtype RuntimeError in the chroma einsum)
     (torch.randn(1, 1, 100).half(), 16000),
-    (torch.randn(1, 3, 100), 10 ** 9),        # absurd rate: resampled to nothing
+    (torch.randn(1, 3, 100), 10 ** 6),        # absurd but allowed rate: resampled to nothing
 ])
 def test_odd_but_valid_melodies(melody_model, melody, rate):
     melody_model.set_generation_params(duration=0.04, use_sampling=False)
     assert melody_model.generate_with_chroma(["x"], melody, rate).shape == (1, 1, 1280)
+
+
+@pytest.mark.xfail(strict=True, reason="a rate above convert_audio's 1 MHz bound is refused as 'from_rate must be at "
+                                       "most 1000000 Hz', naming convert_audio's argument instead of the caller's. "
+                                       "Fix in models/genmodel.py / musicgen.py: check melody_sample_rate / "
+                                       "prompt_sample_rate (<= 1 MHz) before convert_audio, naming them")
+@pytest.mark.parametrize("call, name", [
+    (lambda m: m.generate_with_chroma(["x"], torch.randn(1, 1, 100), 10 ** 9), "melody_sample_rate"),
+    (lambda m: m.generate_continuation(torch.randn(1, 1, 100), 10 ** 9), "prompt_sample_rate"),
+], ids=["melody", "prompt"])
+def test_huge_rates_name_the_argument(melody_model, call, name):
+    melody_model.set_generation_params(duration=0.04, use_sampling=False)
+    with pytest.raises(ValueError, match=name):
+        call(melody_model)
 
 
 # ---------------------------------------------------------------------------------------------- compression model
@@ -258,13 +268,11 @@ def test_compression_model(small_model, call, exc, message):
 @pytest.mark.parametrize("call, exc, message", [
     pytest.param(lambda c: c.encode(torch.full((1, 1, 640), NAN)), ValueError, r"x contains NaN", id="encode-nan"),
     pytest.param(lambda c: c.encode(torch.full((1, 1, 640), INF)), ValueError, r"x contains NaN", id="encode-inf"),
-    pytest.param(lambda c: c.decode(torch.zeros(0, 4, 2, dtype=torch.long)), ValueError, r"codes", id="decode-B0"),
+    pytest.param(lambda c: c.encode(torch.zeros(0, 1, 640)), ValueError, r"x must hold at least one item",
+                 id="encode-B0"),
+    pytest.param(lambda c: c.decode(torch.zeros(0, 4, 2, dtype=torch.long)), ValueError,
+                 r"codes must hold at least one item \(B >= 1\), got shape \[0, 4, 2\]", id="decode-B0"),
 ])
-@pytest.mark.xfail(strict=True, reason="models/encodec.py: _check_wav does not refuse NaN/inf (encode returns codes "
-                                       "of garbage); _check_codes calls codes.min() on an empty batch (RuntimeError). "
-                                       "Fix: `if not torch.isfinite(x).all(): raise ValueError('x contains NaN or "
-                                       "infinite values')`; check codes.shape[0] >= 1 (or skip min/max when "
-                                       "numel() == 0)")
 def test_compression_model_gaps(small_model, call, exc, message):
     with pytest.raises(exc, match=message):
         call(small_model.compression_model)
@@ -348,6 +356,18 @@ def test_convert_audio(args, exc, message):
         convert_audio(*args)
 
 
+@pytest.mark.parametrize("args, message", [
+    ((torch.zeros(1, 1, 10), 10 ** 13, 8000, 1), r"from_rate"),  # sizes that fail at once, nothing allocated
+    ((torch.zeros(1, 1, 10), 10 ** 30, 8000, 1), r"from_rate"),
+    ((torch.zeros(1, 1, 10), 8000, 10 ** 30, 1), r"to_rate"),
+    ((torch.zeros(1, 1, 10), 8000, 16000, 10 ** 9), r"channels"),
+    ((torch.zeros(1, 1, 10), 8000, 16000, 10 ** 30), r"channels must be"),
+], ids=["from-1e13", "from-1e30", "to-1e30", "channels-1e9", "channels-1e30"])
+def test_convert_audio_unbounded_sizes(args, message):
+    with pytest.raises(ValueError, match=message):
+        convert_audio(*args)
+
+
 # ---------------------------------------------------------------------------------------------- command line
 @pytest.fixture
 def cli(small_model, monkeypatch, tmp_path, capsys):
@@ -368,7 +388,7 @@ def cli(small_model, monkeypatch, tmp_path, capsys):
     (["x", "--duration", "nan"], "--duration must be > 0, got nan"),
     (["x", "--duration", "inf"], "duration must be finite, got inf"),
     (["x", "--duration", "0.04", "--top-k", "-3"], "top_k must be >= 0, got -3"),
-    (["x", "--duration", "0.04", "--temperature", "0"], "temperature must be > 0.0"),
+    (["x", "--duration", "0.04", "--temperature", "0"], "temperature must be >= 0.001"),
     (["x", "--duration", "0.04", "--seed", "-1"], "--seed must be in [0, 2**63), got -1"),
     (["x", "--duration", "0.04", "--extend-stride", "nan"], "extend_stride must be finite, got nan"),
     (["x", "--duration", "0.04", "--continue", "bad.wav"], "Invalid data found when processing input"),
@@ -383,15 +403,30 @@ def test_cli_errors_are_one_line(cli, tmp_path, argv, message):
     assert code == 2 and len(lines) == 1 and message in lines[0], err
 
 
-@pytest.mark.xfail(strict=True, reason="cli.py run(): audio_write errors (an --out folder that cannot be created) and "
-                                       "generation RuntimeErrors (e.g. --cfg 1e300) escape as tracebacks. Fix: catch "
-                                       "OSError around the writes and map it to CLIError; bound --cfg/--temperature "
-                                       "(see set_generation_params)")
-@pytest.mark.parametrize("argv", [["x", "--duration", "0.04", "--out", "/proc/no/such/dir/x.wav"],
-                                  ["x", "--duration", "0.04", "--cfg", "1e300"]])
-def test_cli_unwritable_output_and_extreme_cfg(cli, argv):
+@pytest.mark.parametrize("argv, message", [
+    (["x", "--duration", "0.04", "--out", "/proc/no/such/dir/x.wav"], "musicgen: error: cannot write /proc/no/such/"),
+    (["x", "--duration", "0.04", "--cfg", "1e300"], "musicgen: error: cfg_coef"),
+    (["--batch", "binary.txt", "--duration", "0.04"], "musicgen: error: cannot read --batch file binary.txt: "),
+    (["--batch", ".", "--duration", "0.04"], "musicgen: error: --batch file not found: ."),
+])
+def test_cli_unwritable_output_and_extreme_cfg(cli, tmp_path, argv, message):
+    (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00bad")
     code, err = cli(*argv)
-    assert code == 2 and err.count("musicgen:") == 1
+    lines = [line for line in err.splitlines() if line.startswith("musicgen:")]
+    assert code == 2 and len(lines) == 1 and message in lines[0], err
+    assert not list(tmp_path.glob("*.wav")), "nothing written"
+
+
+def test_cli_generation_runtime_error_is_one_line(cli, small_model, monkeypatch):
+    """A RuntimeError during generation (e.g. out of memory) is one 'musicgen:' line, not a traceback."""
+    def fail(*args, **kwargs):
+        raise RuntimeError("probability tensor contains either `inf`, `nan` or element < 0\nsecond line")
+
+    monkeypatch.setattr(small_model, "generate", fail)
+    code, err = cli("x", "--duration", "0.04")
+    assert code == 2 and err.strip().splitlines() == [
+        "musicgen: error: generation failed: probability tensor contains either `inf`, `nan` or element < 0 "
+        "second line"], err
 
 
 # ---------------------------------------------------------------------------------------------- app handlers
