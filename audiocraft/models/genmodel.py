@@ -13,7 +13,7 @@ import typing as tp
 
 import torch
 
-from ..data.audio_utils import convert_audio
+from ..data.audio_utils import MAX_SAMPLE_RATE, convert_audio
 from ..modules.conditioners import ConditioningAttributes
 from ..utils.autocast import TorchAutocast
 from ..utils.cancel import CancelToken
@@ -23,6 +23,7 @@ from .encodec import CompressionModel
 from .lm import LMModel
 
 ProgressCallback = tp.Callable[[int, int], tp.Any]
+MAX_BATCH_SIZE = 1024  # generate_unconditional's num_samples: beyond, memory and time grow without bound
 SeedType = tp.Union[None, int, tp.Sequence[tp.Union[int, torch.Generator]]]
 
 
@@ -163,7 +164,7 @@ class BaseGenModel(ABC):
 
         ``seed`` and ``cancel`` work as in :meth:`generate`.
         """
-        check_number("num_samples", num_samples, minimum=1, integer=True)
+        check_number("num_samples", num_samples, minimum=1, maximum=MAX_BATCH_SIZE, integer=True)
         descriptions: tp.List[tp.Optional[str]] = [None] * num_samples
         attributes, prompt_tokens = self._prepare_tokens_and_attributes(descriptions, None)
         options = self._options(seed, cancel, num_samples)
@@ -240,7 +241,7 @@ class BaseGenModel(ABC):
                         ) -> tp.Tuple[tp.List[tp.Optional[str]], torch.Tensor]:
         """Validate, resample and encode an audio prompt: (descriptions, prompt tokens ``[B, K, F]``)."""
         prompt = check_waveform("prompt", prompt, dims=(2, 3))
-        check_number("prompt_sample_rate", prompt_sample_rate, minimum=0, strict_min=True, integer=True)
+        check_number("prompt_sample_rate", prompt_sample_rate, minimum=0, strict_min=True, integer=True, maximum=MAX_SAMPLE_RATE)
         if prompt.dim() == 2:
             prompt = prompt[None]
         if descriptions is None:

@@ -13,7 +13,7 @@ import warnings
 
 import torch
 
-from ..data.audio_utils import convert_audio
+from ..data.audio_utils import MAX_SAMPLE_RATE, convert_audio
 from ..modules.conditioners import ConditioningAttributes, WavCondition
 from ..utils.cancel import CancelToken
 from ..utils.validation import check_bool, check_descriptions, check_number, check_waveform
@@ -107,7 +107,7 @@ class MusicGen(BaseGenModel):
                           f"Please use full pre-trained id instead: facebook/musicgen-{name}", DeprecationWarning,
                           stacklevel=2)
             name = _HF_MODEL_CHECKPOINTS_MAP[name]
-        lm = tp.cast(LMModel, load_lm_model(name, device=device))
+        lm = tp.cast(LMModel, load_lm_model(name, device=device, for_generation=True))
         compression_model = load_compression_model(name, device=device)
         conditioners = lm.condition_provider.conditioners
         if "self_wav" in conditioners:
@@ -184,7 +184,7 @@ class MusicGen(BaseGenModel):
                            melody_sample_rate: int) -> tp.List[ConditioningAttributes]:
         """Validate melodies, resample them to the model rate and build the attributes."""
         descriptions = check_descriptions("descriptions", descriptions)
-        check_number("melody_sample_rate", melody_sample_rate, minimum=0, strict_min=True, integer=True)
+        check_number("melody_sample_rate", melody_sample_rate, minimum=0, strict_min=True, integer=True, maximum=MAX_SAMPLE_RATE)
         if "self_wav" not in self.lm.condition_provider.conditioners:
             raise ValueError(f"Model '{self.name}' has no melody (chroma) conditioner; generate_with_chroma needs a "
                              "melody model such as 'facebook/musicgen-melody'.")
@@ -289,7 +289,7 @@ class MusicGen(BaseGenModel):
                                  "melody model.")
             if melody_sample_rate is None:
                 raise ValueError("melody_sample_rate is required with melody_schedule.")
-            check_number("melody_sample_rate", melody_sample_rate, minimum=0, strict_min=True, integer=True)
+            check_number("melody_sample_rate", melody_sample_rate, minimum=0, strict_min=True, integer=True, maximum=MAX_SAMPLE_RATE)
             melodies = []
             for i, (start, wav) in enumerate(self._check_schedule("melody_schedule", melody_schedule)):
                 if wav is not None:

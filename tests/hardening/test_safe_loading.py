@@ -313,12 +313,7 @@ LM_CONFIG_CASES = [
     ("no-n_q", _delete("transformer_lm.n_q"), r"n_q"),
     ("no-transformer_lm", _delete("transformer_lm"), r"transformer_lm"),
     ("interpolation", _set("transformer_lm.dim", "${nowhere.x}"), r"nowhere.x"),
-    pytest.param("no-dataset", _delete("dataset"), r"lacks dataset.segment_duration", marks=pytest.mark.xfail(
-        strict=True, reason="models/musicgen.py get_pretrained calls load_lm_model(name, device=device), which "
-                            "accepts an LM config without dataset.segment_duration (a bare LM needs none); "
-                            "genmodel.py then reads cfg.dataset.segment_duration and omegaconf's error escapes. "
-                            "Fix: load_lm_model(name, device=device, for_generation=True) there"),
-                 id="no-dataset"),
+    ("no-dataset", _delete("dataset"), r"lacks dataset.segment_duration"),
     ("segment-zero", _set("dataset.segment_duration", 0), r"dataset.segment_duration=0 must be a finite number"),
     ("segment-text", _set("dataset.segment_duration", "abc"), r"dataset.segment_duration='abc'"),
     ("segment-null", _set("dataset.segment_duration", None), r"dataset.segment_duration=None"),
