@@ -241,7 +241,8 @@ class BaseGenModel(ABC):
                         ) -> tp.Tuple[tp.List[tp.Optional[str]], torch.Tensor]:
         """Validate, resample and encode an audio prompt: (descriptions, prompt tokens ``[B, K, F]``)."""
         prompt = check_waveform("prompt", prompt, dims=(2, 3))
-        check_number("prompt_sample_rate", prompt_sample_rate, minimum=0, strict_min=True, integer=True, maximum=MAX_SAMPLE_RATE)
+        check_number("prompt_sample_rate", prompt_sample_rate, minimum=0, strict_min=True, integer=True,
+                     maximum=MAX_SAMPLE_RATE)
         if prompt.dim() == 2:
             prompt = prompt[None]
         if descriptions is None:

@@ -184,7 +184,8 @@ class MusicGen(BaseGenModel):
                            melody_sample_rate: int) -> tp.List[ConditioningAttributes]:
         """Validate melodies, resample them to the model rate and build the attributes."""
         descriptions = check_descriptions("descriptions", descriptions)
-        check_number("melody_sample_rate", melody_sample_rate, minimum=0, strict_min=True, integer=True, maximum=MAX_SAMPLE_RATE)
+        check_number("melody_sample_rate", melody_sample_rate, minimum=0, strict_min=True, integer=True,
+                     maximum=MAX_SAMPLE_RATE)
         if "self_wav" not in self.lm.condition_provider.conditioners:
             raise ValueError(f"Model '{self.name}' has no melody (chroma) conditioner; generate_with_chroma needs a "
                              "melody model such as 'facebook/musicgen-melody'.")
@@ -289,7 +290,8 @@ class MusicGen(BaseGenModel):
                                  "melody model.")
             if melody_sample_rate is None:
                 raise ValueError("melody_sample_rate is required with melody_schedule.")
-            check_number("melody_sample_rate", melody_sample_rate, minimum=0, strict_min=True, integer=True, maximum=MAX_SAMPLE_RATE)
+            check_number("melody_sample_rate", melody_sample_rate, minimum=0, strict_min=True, integer=True,
+                         maximum=MAX_SAMPLE_RATE)
             melodies = []
             for i, (start, wav) in enumerate(self._check_schedule("melody_schedule", melody_schedule)):
                 if wav is not None:
