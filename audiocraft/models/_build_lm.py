@@ -8,6 +8,7 @@ implementation in Audiocraft; this package always uses SDPA). Any other key is a
 """
 from __future__ import annotations
 
+import contextlib
 import typing as tp
 
 import omegaconf
@@ -79,12 +80,16 @@ def _split_transformer_lm(kwargs: tp.Dict[str, tp.Any]) -> tp.Tuple[tp.Dict[str,
     return kwargs, q_modeling
 
 
-def get_lm_model(cfg: tp.Any) -> LMModel:
+def get_lm_model(cfg: tp.Any, *, meta: bool = False) -> LMModel:
     """LMModel described by the root config (``xp.cfg``): ``lm_model`` must be ``'transformer_lm'``.
 
     Reads ``transformer_lm``, ``codebooks_pattern``, ``classifier_free_guidance`` (training_dropout,
     inference_coef), ``attribute_dropout``, ``conditioners`` and ``fuser``, ``device`` and ``dtype``.
-    Cross-attention is switched on when ``fuser.cross`` names a condition (as Audiocraft does)."""
+    Cross-attention is switched on when ``fuser.cross`` names a condition (as Audiocraft does).
+
+    With ``meta``, the LM's own layers are built on the meta device (no random initialisation, no memory) for a
+    loader to assign checkpoint tensors to; the conditioners (T5 and its pretrained weights) are built for real on
+    ``cfg.device``."""
     from ._build_conditioners import get_condition_fuser, get_conditioner_provider  # the conditioners' builders
 
     cfg = _as_config(cfg)
@@ -110,10 +115,11 @@ def get_lm_model(cfg: tp.Any) -> LMModel:
             raise ValueError("Set codebooks_pattern.modeling (or transformer_lm.q_modeling) to choose a pattern.")
         pattern_cfg = OmegaConf.create({"modeling": q_modeling, "delay": {"delays": list(range(n_q))}})
     pattern_provider = get_codebooks_pattern_provider(n_q, pattern_cfg)
-    lm = LMModel(pattern_provider=pattern_provider, condition_provider=condition_provider, fuser=fuser,
-                 cfg_dropout=guidance.get("training_dropout", 0.0), cfg_coef=guidance.get("inference_coef", 1.0),
-                 attribute_dropout=attribute_dropout, dtype=dtype, device=device, **kwargs)
-    return lm.to(device)
+    with torch.device("meta") if meta else contextlib.nullcontext():
+        lm = LMModel(pattern_provider=pattern_provider, condition_provider=condition_provider, fuser=fuser,
+                     cfg_dropout=guidance.get("training_dropout", 0.0), cfg_coef=guidance.get("inference_coef", 1.0),
+                     attribute_dropout=attribute_dropout, dtype=dtype, device="meta" if meta else device, **kwargs)
+    return lm if meta else lm.to(device)
 
 
 def get_debug_lm_model(device: tp.Union[str, torch.device] = "cpu") -> LMModel:

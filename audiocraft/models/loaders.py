@@ -247,12 +247,16 @@ def load_lm_model(file_or_url_or_id: tp.Union[Path, str], device: tp.Union[torch
     _delete_param(cfg, "conditioners.args.merge_text_conditions_p")
     _delete_param(cfg, "conditioners.args.drop_desc_p")
     _check_segment_duration(cfg, path, required=for_generation)
-    try:
-        model = get_lm_model(cfg)
+    try:  # the LM body on the meta device: no random init, the checkpoint tensors are assigned
+        model = get_lm_model(cfg, meta=True)
     except _CONFIG_ERRORS as err:
         raise CheckpointError(f"'{path}': cannot build the language model from 'xp.cfg': "
                               f"{_describe(err)}") from err
-    load_state_dict_checked(model, pkg["best_state"], f"'{path}' (best_state)", assign=False)
+    load_state_dict_checked(model, pkg["best_state"], f"'{path}' (best_state)", assign=True)
+    left = [name for name, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
+    if left:  # a buffer computed at init that no checkpoint holds and that cannot recompute itself
+        raise CheckpointError(f"'{path}': the checkpoint leaves {len(left)} tensor(s) unset: {left[:5]}")
+    model.to(device)
     model.eval()
     setattr(model, "cfg", cfg)
     return model

@@ -268,7 +268,7 @@ class _TinyLM(nn.Module):
 def fake_lm_builder(monkeypatch):
     seen = []
 
-    def get_lm_model(cfg):
+    def get_lm_model(cfg, meta=False):
         seen.append(cfg)
         return _TinyLM()
     module = types.ModuleType("audiocraft.models.builders")
@@ -291,6 +291,7 @@ def test_load_lm_model_applies_config_fixes(tmp_path, fake_lm_builder, monkeypat
     assert set(cfg.conditioners.args) == {"keep_me"}
     assert not model.training and model.cfg is cfg
     assert torch.equal(model.proj.weight, state["proj.weight"])
+    monkeypatch.setattr(_TinyLM, "to", lambda self, *args, **kwargs: self)  # no CUDA here; the config is checked
     load_lm_model(str(tmp_path), device="cuda:0")
     assert fake_lm_builder[-1].device == "cuda:0" and fake_lm_builder[-1].dtype == "float16"
 
