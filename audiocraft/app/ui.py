@@ -1,6 +1,7 @@
 """The interactive MusicGen app (``app.py``): gradio Blocks around ``handlers.generate_one``."""
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 import typing as tp
@@ -66,6 +67,29 @@ def _finish(output: OutputFolder, result: GenerationResult) -> tp.Tuple[tp.Optio
     return str(path), _picture_of(path)
 
 
+@contextlib.contextmanager
+def _page_errors() -> tp.Iterator[None]:
+    """Turn what a request can raise into page messages: ``AppError`` as it is, anything else as an unexpected
+    error (the server keeps serving)."""
+    try:
+        yield
+    except AppError as exc:
+        raise gr.Error(str(exc)) from exc
+    except gr.Error:
+        raise
+    except Exception as exc:  # noqa: BLE001 - keep serving; show what happened
+        raise unexpected_error(exc) from exc
+
+
+def _progress_steps(cache: ModelCache, model: str, progress: gr.Progress) -> tp.Callable[[int, int], None]:
+    """Show 'Loading' or 'Starting' now; returns the per-step callback that moves the page's progress bar."""
+    progress(0.0, desc=f"Loading {model}" if cache.loaded_name != model else "Starting")
+
+    def on_step(done: int, total: int) -> None:
+        progress((min(done, total), total), desc="Generating", unit="steps")
+    return on_step
+
+
 def _session(request: tp.Optional[gr.Request]) -> tp.Optional[str]:
     return None if request is None else getattr(request, "session_hash", None)
 
@@ -81,23 +105,13 @@ def make_predict(cache: ModelCache, output: OutputFolder, models: tp.Sequence[st
     def predict(model: str, text: str, melody: tp.Optional[str], duration: float, top_k: float, top_p: float,
                 temperature: float, cfg_coef: float, progress: gr.Progress = gr.Progress(),
                 request: tp.Optional[gr.Request] = None) -> tp.Tuple[tp.Optional[str], tp.Any]:
-        try:
+        with _page_errors():
             checked = validate_request(model, text, melody, duration, top_k, top_p, temperature, cfg_coef,
                                        models=models)
-            progress(0.0, desc=f"Loading {checked.model}" if cache.loaded_name != checked.model else "Starting")
-
-            def on_step(done: int, total: int) -> None:
-                progress((min(done, total), total), desc="Generating", unit="steps")
-
+            on_step = _progress_steps(cache, checked.model, progress)
             with running.track(_session(request)) as cancel:
                 result = generate_one(cache, checked, on_step, cancel)
             return _finish(output, result)
-        except AppError as exc:
-            raise gr.Error(str(exc)) from exc
-        except gr.Error:
-            raise
-        except Exception as exc:  # noqa: BLE001 - keep serving; show what happened
-            raise unexpected_error(exc) from exc
 
     return predict
 
@@ -120,14 +134,10 @@ def make_generate(cache: ModelCache, output: OutputFolder, models: tp.Sequence[s
             # b"", not gr.skip(): gradio ends the live player's stream at the end of the event, so it must exist.
             yield b"", path, picture
             return
-        try:
+        with _page_errors():
             checked = validate_request(model, text, melody, duration, top_k, top_p, temperature, cfg_coef,
                                        models=models)
-            progress(0.0, desc=f"Loading {checked.model}" if cache.loaded_name != checked.model else "Starting")
-
-            def on_step(done: int, total: int) -> None:
-                progress((min(done, total), total), desc="Generating", unit="steps")
-
+            on_step = _progress_steps(cache, checked.model, progress)
             encoder: tp.Optional[AdtsEncoder] = None
             with running.track(_session(request)) as cancel:
                 items = stream_one(cache, checked, chunk_seconds=chunk_seconds, cancel=cancel, progress=on_step)
@@ -147,12 +157,6 @@ def make_generate(cache: ModelCache, output: OutputFolder, models: tp.Sequence[s
                     close = getattr(items, "close", None)
                     if close is not None:
                         close()
-        except AppError as exc:
-            raise gr.Error(str(exc)) from exc
-        except gr.Error:
-            raise
-        except Exception as exc:  # noqa: BLE001 - keep serving; show what happened
-            raise unexpected_error(exc) from exc
 
     return generate
 
