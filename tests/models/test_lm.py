@@ -13,16 +13,6 @@ from tests.conftest import GOLDEN_DIR, HF_CACHE_DIR
 TOL = 1e-4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Decoding a tiny model is a long chain of tiny ops: one intra-op thread is several times faster (and
-    results do not depend on the thread count)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _package(repo: str) -> dict:
     folder = HF_CACHE_DIR / f"models--facebook--{repo}"
     commit = (folder / "refs" / "main").read_text().strip()

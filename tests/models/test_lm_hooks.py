@@ -10,14 +10,6 @@ from audiocraft.modules.conditioners import (ConditionFuser, ConditioningAttribu
                                              LUTConditioner)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def cross_lm() -> LMModel:
     """Text through cross-attention (LUT conditioner), like MusicGen small/medium/large."""

@@ -11,14 +11,6 @@ pytestmark = pytest.mark.skipif(not all(packing_available(k) for k in ("onednn",
                                 reason="this PyTorch build lacks the packed CPU kernels")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def reference_logits(golden):
     g = golden("lm_forward")

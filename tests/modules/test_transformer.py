@@ -9,15 +9,6 @@ from audiocraft.modules.transformer import (KVCacheState, StreamingMultiheadAtte
                                             StreamingTransformerLayer, create_norm_fn, create_sin_embedding)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Streaming runs long chains of tiny ops: one intra-op thread is much faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _transformer(**kwargs):
     torch.manual_seed(0)
     args = dict(d_model=16, num_heads=4, num_layers=2, dim_feedforward=32, dropout=0.0, causal=True)
