@@ -6,8 +6,8 @@ from audiocraft.models._build_lm import get_debug_lm_model
 from audiocraft.models._generation import ConditionPadding, FrameTracker
 from audiocraft.models.lm import LMModel
 from audiocraft.modules.codebooks_patterns import DelayedPatternProvider, UnrolledPatternProvider
-from audiocraft.modules.conditioners import (ConditionFuser, ConditioningAttributes, ConditioningProvider,
-                                             LUTConditioner)
+from audiocraft.modules.conditioners import ConditionFuser, ConditioningProvider, LUTConditioner
+from tests.models.test_lm import _attrs
 
 
 @pytest.fixture(scope="module")
@@ -26,10 +26,6 @@ def prepend_lm() -> LMModel:
     fuser = ConditionFuser({"cross": [], "prepend": ["description"], "sum": [], "input_interpolate": []})
     return LMModel(DelayedPatternProvider(n_q=4), provider, fuser, n_q=4, card=50, dim=16, num_heads=4,
                    num_layers=2, causal=True, norm_first=True, weight_init="gaussian").eval()
-
-
-def _attrs(texts):
-    return [ConditioningAttributes(text={"description": t}) for t in texts]
 
 
 def _gen(seed: int) -> torch.Generator:
