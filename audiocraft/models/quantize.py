@@ -38,7 +38,9 @@ def weight_format(dtype: tp.Optional[torch.dtype] = None, quantize: tp.Optional[
         raise ValueError(f"quantize={quantize!r} stores int8 weights; it cannot be combined with dtype={dtype}.")
     if quantize == "int8":
         return "int8"
-    return "bf16" if dtype == torch.bfloat16 else "onednn"
+    if dtype == torch.bfloat16:
+        return "bf16"
+    return "native" if packing_available("native") else "onednn"
 
 
 def prepare_lm_for_inference(lm: LMModel, dtype: tp.Optional[torch.dtype] = None,
@@ -62,7 +64,7 @@ def prepare_lm_for_inference(lm: LMModel, dtype: tp.Optional[torch.dtype] = None
             lm.to(dtype)
         return lm
     kind = weight_format(dtype, quantize)
-    if kind == "onednn" and (not pack or not packing_available("onednn")):
+    if kind in ("native", "onednn") and (not pack or not packing_available(kind)):
         unpack_linear_weights(lm)
         return lm
     if not packing_available(kind):

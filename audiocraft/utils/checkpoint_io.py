@@ -1,4 +1,5 @@
-"""Safe checkpoint reading: every load is ``torch.load(path, map_location='cpu', weights_only=True)``.
+"""Safe checkpoint reading: every load is ``torch.load(path, map_location='cpu', weights_only=True)`` (memory-mapped
+for zip archives).
 
 Errors name the file and say what is wrong: a file that would run code (or holds objects other than tensors
 and plain containers), a truncated or corrupted file, unexpected content, or a state dict that does not
@@ -37,6 +38,14 @@ def _is_garbage(path: Path) -> bool:
     return not (head == b"PK" or head[:1] == b"\x80")
 
 
+def _is_zip(path: Path) -> bool:
+    try:
+        with open(path, "rb") as file:
+            return file.read(2) == b"PK"
+    except OSError:
+        return False
+
+
 def safe_torch_load(path: tp.Union[str, Path]) -> tp.Any:
     """Load ``path`` with ``torch.load(..., map_location='cpu', weights_only=True)``.
 
@@ -49,7 +58,9 @@ def safe_torch_load(path: tp.Union[str, Path]) -> tp.Any:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: '{path}'")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        # zip archives (torch >= 1.6) are memory-mapped: tensors are read from the page cache as they are used,
+        # without a copy; legacy files are read whole
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=_is_zip(path))
     except pickle.UnpicklingError as err:
         if "weights only load failed" in str(err).lower() and not _is_garbage(path):
             raise CheckpointError(

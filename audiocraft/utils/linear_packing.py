@@ -35,7 +35,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-PACK_KINDS = ("onednn", "bf16", "int8")
+from . import native_kernels
+
+PACK_KINDS = ("native", "onednn", "bf16", "int8")
 _FP16_MAX = 65504.0
 
 # piece name -> (parameter name, first row, end row): the row block of a 2-D Parameter one linear map reads.
@@ -46,6 +48,10 @@ def packing_available(kind: str) -> bool:
     """Whether this PyTorch build offers the kernels of ``kind`` (one of :data:`PACK_KINDS`)."""
     if kind not in PACK_KINDS:
         raise ValueError(f"Unknown packing kind {kind!r}; expected one of {PACK_KINDS}.")
+    if kind == "native":
+        return native_kernels.available()
+    if native_kernels.available() and kind in ("bf16", "int8"):
+        return True
     if kind == "onednn":
         return bool(torch.backends.mkldnn.is_available()) and hasattr(torch.ops.mkldnn, "_linear_pointwise")
     if kind == "bf16":
@@ -173,8 +179,96 @@ class Int8Weight(PackedWeight):
         return self.shape[0] * self.shape[1] + self.shape[0] * 12  # + per row: scale, zero point, column sum
 
 
-_PACKERS: tp.Dict[str, tp.Callable[[torch.Tensor, int], PackedWeight]] = {
-    "onednn": OneDNNWeight, "bf16": BF16Weight, "int8": Int8Weight}
+class _NativePacked(PackedWeight):
+    """A weight for the native matrix-vector kernels, stored in their packed layout (one stream of weights per
+    block of rows) when its shape allows, else as a plain ``[out, in]`` matrix. Subclasses choose the number
+    format in :meth:`_convert`; activations and accumulation are float32."""
+    shares_parameter = False
+
+    def __init__(self, weight: torch.Tensor, rows_hint: int) -> None:
+        super().__init__(weight)
+        self.scale: tp.Optional[torch.Tensor] = None
+        plain = self._convert(weight.detach())
+        block = native_kernels.block_rows()
+        self.packed = native_kernels.pack(plain, block) if native_kernels.can_pack(self.shape, block) else None
+        self.plain = plain if self.packed is None else None
+
+    def _convert(self, weight: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def linear(self, x: torch.Tensor, bias: tp.Optional[torch.Tensor]) -> torch.Tensor:
+        if bias is not None and bias.dtype != torch.float32:
+            bias = bias.float()
+        if self.packed is not None:
+            out = native_kernels.linear_packed(x, self.packed, bias, self.scale)
+        else:
+            out = native_kernels.linear(x, self.plain, bias, self.scale)
+        return out if x.dtype == torch.float32 else out.to(x.dtype)
+
+    def _stored(self) -> torch.Tensor:
+        return native_kernels.unpack(self.packed) if self.packed is not None else self.plain
+
+    @property
+    def nbytes(self) -> int:
+        stored = self.packed if self.packed is not None else self.plain
+        return stored.numel() * stored.element_size() + (0 if self.scale is None else self.scale.numel() * 4)
+
+
+class NativeWeight(_NativePacked):
+    """float32 weight for the native kernels: exact float32 products, summed in a fixed order per output (the
+    same for any number of rows). A weight whose shape cannot be packed is used in place: the module's
+    Parameter keeps its data and this object holds a view of its rows."""
+    kind = "native"
+
+    def __init__(self, weight: torch.Tensor, rows_hint: int) -> None:
+        if weight.dtype != torch.float32:
+            raise ValueError(f"native packing needs a float32 weight, got {weight.dtype}.")
+        super().__init__(weight, rows_hint)
+        self.shares_parameter = self.packed is None and weight.is_contiguous()
+
+    def _convert(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight if weight.is_contiguous() else weight.contiguous()
+
+    def dense(self) -> torch.Tensor:
+        return self._stored()
+
+
+class NativeBF16Weight(_NativePacked):
+    """Weight rounded to bfloat16 (2 bytes), expanded to float32 in registers by the native kernel."""
+    kind = "bf16"
+
+    def _convert(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight.to(torch.bfloat16).contiguous()
+
+    def dense(self) -> torch.Tensor:
+        return self._stored().to(self.dtype)
+
+
+class NativeInt8Weight(_NativePacked):
+    """int8 weight-only quantization: one scale per output row (symmetric, ``scale = max|row| / 127``), weights
+    expanded to float32 in registers by the native kernel; activations stay float32 (not quantized)."""
+    kind = "int8"
+
+    def _convert(self, weight: torch.Tensor) -> torch.Tensor:
+        w = weight.float()
+        self.scale = (w.abs().amax(dim=1).clamp_min(1e-12) / 127.0).contiguous()
+        return torch.round(w / self.scale[:, None]).clamp_(-127, 127).to(torch.int8).contiguous()
+
+    def dense(self) -> torch.Tensor:
+        scale = tp.cast(torch.Tensor, self.scale)  # set by _convert
+        return (self._stored().float() * scale[:, None]).to(self.dtype)
+
+
+def _packer(kind: str) -> tp.Callable[[torch.Tensor, int], PackedWeight]:
+    """The class for ``kind``: the native kernels where they are built, PyTorch's (oneDNN, fbgemm) otherwise."""
+    native = native_kernels.available()
+    if kind == "native":
+        return NativeWeight
+    if kind == "bf16":
+        return NativeBF16Weight if native else BF16Weight
+    if kind == "int8":
+        return NativeInt8Weight if native else Int8Weight
+    return OneDNNWeight
 
 
 class PackableWeights(nn.Module):
@@ -208,22 +302,31 @@ class PackableWeights(nn.Module):
         pieces = self._pieces()
         packed: tp.Dict[str, PackedWeight] = {}
         with torch.no_grad():
+            packer = _packer(kind)
             for piece, (name, start, end) in pieces.items():
                 weight = getattr(self, name)
-                packed[piece] = _PACKERS[kind](weight[start:end], rows_hint)
-            for name in {name for name, _, _ in pieces.values()}:
+                packed[piece] = packer(weight[start:end], rows_hint)
+            # one copy of each weight: the packed one, or the Parameter where a piece uses it in place
+            for name in {name for name, _, _ in pieces.values()} - self._shared_names(packed):
                 param = getattr(self, name)
                 param.data = torch.empty(0, dtype=param.dtype, device=param.device)
         self.__dict__["_packed"] = packed
         self.__dict__["_packed_kind"] = kind
         return len(packed)
 
+    def _shared_names(self, packed: tp.Dict[str, PackedWeight]) -> tp.Set[str]:
+        """Parameters that keep their data while packed (a piece uses it in place)."""
+        return {name for piece, (name, _, _) in self._pieces().items()
+                if piece in packed and getattr(packed[piece], "shares_parameter", False)}
+
     def _dense_weights(self) -> tp.Dict[str, torch.Tensor]:
-        """Parameter name -> dense weight rebuilt from the packed pieces (rows in order)."""
+        """Parameter name -> dense weight rebuilt from the packed pieces (rows in order), for the Parameters
+        emptied by packing."""
         packed: tp.Dict[str, PackedWeight] = self.__dict__.get("_packed") or {}
+        shared = self._shared_names(packed)
         blocks: tp.Dict[str, tp.List[tp.Tuple[int, torch.Tensor]]] = {}
         for piece, (name, start, _) in self._pieces().items():
-            if piece in packed:
+            if piece in packed and name not in shared:
                 blocks.setdefault(name, []).append((start, packed[piece].dense()))
         return {name: torch.cat([block for _, block in sorted(parts, key=lambda p: p[0])], dim=0)
                 for name, parts in blocks.items()}

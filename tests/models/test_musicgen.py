@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from audiocraft.models import MusicGen
+from audiocraft.utils import native_kernels
 from tests.conftest import load_golden
 
 ATOL_AUDIO = 1e-4
@@ -224,10 +225,13 @@ def test_bad_tokens(small):
 
 
 # ---- weight formats of get_pretrained ----------------------------------------------------------------
+FP32_KIND = "native" if native_kernels.available() else "onednn"
+
+
 def test_get_pretrained_packs_fp32_by_default_and_keeps_the_goldens():
     model = MusicGen.get_pretrained("facebook/musicgen-small", device="cpu")
-    assert model.lm.linears[0].packed_kind == "onednn"
-    assert model.lm.transformer.layers[0].self_attn.packed_kind == "onednn"
+    assert model.lm.linears[0].packed_kind == FP32_KIND
+    assert model.lm.transformer.layers[0].self_attn.packed_kind == FP32_KIND
     state = model.lm.state_dict()  # plain dense weights, official names and shapes
     assert state["linears.0.weight"].shape == (2048, 64) and state["linears.0.weight"].dtype == torch.float32
     g = load_golden("generate_greedy")
@@ -240,7 +244,7 @@ def test_get_pretrained_packs_fp32_by_default_and_keeps_the_goldens():
 
 
 @pytest.mark.parametrize("kwargs, kind", [(dict(dtype=torch.bfloat16), "bf16"), (dict(quantize="int8"), "int8"),
-                                          (dict(dtype=torch.float32), "onednn")])
+                                          (dict(dtype=torch.float32), FP32_KIND)])
 def test_get_pretrained_weight_options(kwargs, kind):
     model = MusicGen.get_pretrained("facebook/musicgen-small", device="cpu", **kwargs)
     assert model.lm.linears[0].packed_kind == kind

@@ -4,11 +4,21 @@ import torch
 
 from audiocraft.models.lm import LMModel
 from audiocraft.models.quantize import prepare_lm_for_inference, weight_format
+from audiocraft.utils import native_kernels
 from audiocraft.utils.linear_packing import packed_weight_bytes, packing_available
 from tests.models.test_lm import _attrs, _load
 
 pytestmark = pytest.mark.skipif(not all(packing_available(k) for k in ("onednn", "bf16", "int8")),
                                 reason="this PyTorch build lacks the packed CPU kernels")
+IMPLS = (["native"] if native_kernels.available() else []) + ["torch"]
+
+
+@pytest.fixture(params=IMPLS)
+def impl(request, monkeypatch):
+    """'native': the native kernels (where they build); 'torch': PyTorch's oneDNN / fbgemm kernels."""
+    if request.param == "torch":
+        monkeypatch.setattr(native_kernels, "available", lambda: False)
+    return request.param
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +41,10 @@ def _linear_weight_bytes(lm: LMModel) -> int:
         if hasattr(a, "in_proj_weight") and a.in_proj_weight.numel() > 0)
 
 
-def test_packed_float32_matches_the_goldens(golden):
+def test_packed_float32_matches_the_goldens(golden, impl):
     lm = prepare_lm_for_inference(_load("musicgen-small"))
-    assert lm.transformer.layers[0].self_attn.packed_kind == "onednn" and lm.linears[0].packed_kind == "onednn"
+    kind = "native" if impl == "native" else "onednn"
+    assert lm.transformer.layers[0].self_attn.packed_kind == kind and lm.linears[0].packed_kind == kind
     g = golden("lm_forward")
     logits = _logits(lm, golden)
     valid = ~g["logits"].isnan()
@@ -53,12 +64,15 @@ def test_packed_float32_matches_the_goldens(golden):
 
 # Accuracy on the tiny reference LM (teacher-forced logits of the lm_forward golden codes, vs float32):
 #   bf16: max |logit error| 0.011 (logits have std 1.0), argmax agreement 100 %;
-#   int8: max |logit error| 0.087, argmax agreement 95.6 % (8-bit dynamic activations as well).
+#   int8, native (weights only): max |logit error| 0.039, argmax agreement 97.1 %;
+#   int8, fbgemm: max |logit error| 0.087, argmax agreement 95.6 % (8-bit dynamic activations as well).
 @pytest.mark.parametrize("kwargs, max_error, min_agreement, bytes_per_weight", [
-    (dict(dtype=torch.bfloat16), 0.02, 1.0, 2.0),
-    (dict(quantize="int8"), 0.15, 0.93, 1.25),
+    (dict(dtype=torch.bfloat16), {"native": 0.02, "torch": 0.02}, {"native": 1.0, "torch": 1.0}, 2.0),
+    (dict(quantize="int8"), {"native": 0.05, "torch": 0.15}, {"native": 0.95, "torch": 0.93}, 1.25),
 ])
-def test_reduced_precision_accuracy(golden, reference_logits, kwargs, max_error, min_agreement, bytes_per_weight):
+def test_reduced_precision_accuracy(golden, reference_logits, impl, kwargs, max_error, min_agreement,
+                                    bytes_per_weight):
+    max_error, min_agreement = max_error[impl], min_agreement[impl]
     lm = _load("musicgen-small")
     fp32_bytes = _linear_weight_bytes(lm)
     prepare_lm_for_inference(lm, **kwargs)
@@ -74,7 +88,7 @@ def test_reduced_precision_accuracy(golden, reference_logits, kwargs, max_error,
 
 
 def test_weight_format_and_errors():
-    assert weight_format() == weight_format(torch.float32) == "onednn"
+    assert weight_format() == weight_format(torch.float32) == ("native" if native_kernels.available() else "onednn")
     assert weight_format(torch.bfloat16) == "bf16" and weight_format(quantize="int8") == "int8"
     with pytest.raises(ValueError, match="dtype must be None, torch.float32 or torch.bfloat16 on CPU, got "
                                          "torch.float16"):

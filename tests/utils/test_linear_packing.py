@@ -4,10 +4,25 @@ from torch import nn
 from torch.nn import functional as F
 
 from audiocraft.modules.transformer import StreamingMultiheadAttention
+from audiocraft.utils import native_kernels
 from audiocraft.utils.linear_packing import (PackedLinear, pack_linear_weights, packed_weight_bytes,
                                              packing_available, unpack_linear_weights)
 
-KINDS = [k for k in ("onednn", "bf16", "int8") if packing_available(k)]
+# (kind, implementation): the native kernels where they build, PyTorch's oneDNN / fbgemm kernels otherwise.
+IMPLS = [(k, "native") for k in ("native", "bf16", "int8") if native_kernels.available()] + [
+    (k, "torch") for k in ("onednn", "bf16", "int8")]
+IDS = [f"{k}-{impl}" for k, impl in IMPLS]
+
+
+@pytest.fixture
+def impl(request, monkeypatch):
+    """Parametrized with (kind, implementation); turns the native kernels off for the 'torch' ones."""
+    kind, which = request.param
+    if which == "torch":
+        monkeypatch.setattr(native_kernels, "available", lambda: False)
+    if not packing_available(kind):
+        pytest.skip(f"this PyTorch build lacks the kernels of {kind!r}")
+    return kind, which
 
 
 def _linear(bias: bool = True) -> nn.Linear:
@@ -15,24 +30,26 @@ def _linear(bias: bool = True) -> nn.Linear:
     return nn.Linear(48, 80, bias=bias).eval()
 
 
-def _reference(kind: str, x: torch.Tensor, weight: torch.Tensor, bias) -> torch.Tensor:
+def _reference(kind: str, which: str, x: torch.Tensor, weight: torch.Tensor, bias) -> torch.Tensor:
     """What each kind promises to compute, in float64."""
     x, weight = x.double(), weight.double()
     if kind == "bf16":
         weight = weight.to(torch.bfloat16).double()
-    elif kind == "int8":  # int8 weights per row; activations on 7 bits per tensor (dynamic, asymmetric)
+    elif kind == "int8":  # int8 weights per row
         scales = weight.abs().amax(dim=1, keepdim=True) / 127
         weight = torch.round(weight / scales).clamp(-127, 127) * scales
-        low, high = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
-        step = (high - low) / 127
-        zero = round(-low / step)
-        x = (torch.round(x / step) + zero).clamp(0, 127).sub(zero) * step
+        if which == "torch":  # fbgemm: activations on 7 bits per tensor too (dynamic, asymmetric)
+            low, high = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
+            step = (high - low) / 127
+            zero = round(-low / step)
+            x = (torch.round(x / step) + zero).clamp(0, 127).sub(zero) * step
     return F.linear(x, weight, None if bias is None else bias.double())
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("impl", IMPLS, ids=IDS, indirect=True)
 @pytest.mark.parametrize("shape", [(1, 48), (2, 48), (8, 48), (2, 5, 48)])
-def test_packed_linear_computes_what_its_kind_promises(kind, shape):
+def test_packed_linear_computes_what_its_kind_promises(impl, shape):
+    kind, which = impl
     lin = _linear()
     weight, bias = lin.weight.detach().clone(), lin.bias.detach().clone()
     x = torch.randn(*shape)
@@ -40,8 +57,8 @@ def test_packed_linear_computes_what_its_kind_promises(kind, shape):
     assert type(lin) is PackedLinear and lin.packed_kind == kind
     with torch.no_grad():
         out = lin(x)
-    expected = _reference(kind, x, weight, bias)
-    tol = 1e-4 if kind == "int8" else 1e-5
+    expected = _reference(kind, which, x, weight, bias)
+    tol = 1e-4 if (kind, which) == ("int8", "torch") else 1e-5
     assert out.dtype == torch.float32 and out.shape == (*shape[:-1], 80)
     assert float((out.double() - expected).abs().max()) < tol
 
@@ -56,17 +73,20 @@ def test_onednn_packing_is_exact_float32_math():
         torch.testing.assert_close(lin(x[:, ::1].t().contiguous().t()), before, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_one_copy_state_dict_and_unpack(kind):
+@pytest.mark.parametrize("impl", IMPLS, ids=IDS, indirect=True)
+def test_one_copy_state_dict_and_unpack(impl):
+    kind, which = impl
     lin = _linear()
     param = lin.weight
     dense = lin.weight.detach().clone()
     pack_linear_weights(lin, kind)
-    assert lin.weight is param and param.numel() == 0  # the dense copy is gone while packed
-    assert packed_weight_bytes(lin) == {"onednn": 4 * 80 * 48, "bf16": 2 * 80 * 48, "int8": 80 * 48 + 12 * 80}[kind]
+    assert lin.weight is param and param.numel() == 0  # one copy of the weight: the packed one
+    int8_bytes = 80 * 48 + (4 if which == "native" else 12) * 80
+    assert packed_weight_bytes(lin) == {"native": 4 * 80 * 48, "onednn": 4 * 80 * 48, "bf16": 2 * 80 * 48,
+                                        "int8": int8_bytes}[kind]
     state = lin.state_dict()
     assert state["weight"].shape == (80, 48) and torch.equal(state["bias"], lin.bias.detach())
-    exact = {"onednn": dense, "bf16": dense.to(torch.bfloat16).float()}.get(kind)
+    exact = {"native": dense, "onednn": dense, "bf16": dense.to(torch.bfloat16).float()}.get(kind)
     if exact is not None:
         assert torch.equal(state["weight"], exact)
     else:
@@ -75,12 +95,32 @@ def test_one_copy_state_dict_and_unpack(kind):
     assert type(lin) is nn.Linear and lin.weight is param and torch.equal(param.detach(), state["weight"])
 
 
-def test_load_state_dict_repacks_and_apply_unpacks():
+@pytest.mark.skipif(not native_kernels.available(), reason="no native kernels here")
+def test_native_uses_an_unpackable_weight_in_place():
+    """A shape the packed layout cannot hold (rows not a multiple of the block) is read where it is."""
+    torch.manual_seed(0)
+    lin = nn.Linear(45, 37).eval()
+    param, dense = lin.weight, lin.weight.detach().clone()
+    x = torch.randn(3, 45)
+    pack_linear_weights(lin, "native")
+    assert lin.weight is param and torch.equal(param.detach(), dense)  # not emptied: the only copy
+    with torch.no_grad():
+        torch.testing.assert_close(lin(x), F.linear(x, dense, lin.bias), rtol=1e-5, atol=1e-5)
+        lin.weight.mul_(2)  # in-place changes are seen
+        torch.testing.assert_close(lin(x), F.linear(x, 2 * dense, lin.bias), rtol=1e-5, atol=1e-5)
+    assert torch.equal(lin.state_dict()["weight"], 2 * dense)
+    assert unpack_linear_weights(lin) == 1 and torch.equal(lin.weight.detach(), 2 * dense)
+
+
+@pytest.mark.parametrize("kind", ["onednn", "native"])
+def test_load_state_dict_repacks_and_apply_unpacks(kind):
+    if not packing_available(kind):
+        pytest.skip(f"no {kind!r} kernels here")
     lin = _linear()
-    pack_linear_weights(lin, "onednn")
+    pack_linear_weights(lin, kind)
     new = {"weight": torch.randn(80, 48), "bias": torch.randn(80)}
     lin.load_state_dict(new)
-    assert lin.packed_kind == "onednn" and lin.weight.numel() == 0
+    assert lin.packed_kind == kind and lin.weight.numel() == 0
     x = torch.randn(2, 48)
     with torch.no_grad():
         torch.testing.assert_close(lin(x), F.linear(x, new["weight"], new["bias"]), rtol=1e-5, atol=1e-5)
@@ -89,9 +129,12 @@ def test_load_state_dict_repacks_and_apply_unpacks():
     torch.testing.assert_close(lin.weight.float(), new["weight"])
 
 
-def test_gradients_unpack_with_a_warning():
+@pytest.mark.parametrize("kind", ["onednn", "native"])
+def test_gradients_unpack_with_a_warning(kind):
+    if not packing_available(kind):
+        pytest.skip(f"no {kind!r} kernels here")
     lin = _linear()
-    pack_linear_weights(lin, "onednn")
+    pack_linear_weights(lin, kind)
     x = torch.randn(2, 48)
     with pytest.warns(UserWarning, match="needs gradients; unpacking"):
         lin(x).sum().backward()

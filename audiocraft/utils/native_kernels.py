@@ -1,0 +1,225 @@
+"""Native CPU kernels of :file:`audiocraft/csrc`, compiled once on first use with the machine's C compiler.
+
+The decoding step of the language model multiplies 2-16 rows of activations by every weight matrix: the speed is
+set by how fast a kernel streams the weights from memory. :func:`linear` is a matrix-vector kernel written for
+that shape (float32, bfloat16 or int8 weights, float32 activations and accumulation), threaded with the OpenMP
+runtime PyTorch already loaded, so ``torch.set_num_threads`` applies to it.
+
+The shared library is built with ``-O3 -march=native`` into ``$AUDIOCRAFT_CACHE_DIR/kernels`` (else
+``~/.cache/audiocraft/kernels``), named by a hash of the source, the compiler, its flags and the CPU's feature
+flags, so a machine never loads a build made for another CPU. Building takes about a second. Without a C
+compiler (``$CC``, ``cc``, ``gcc`` or ``clang``), or with ``AUDIOCRAFT_NATIVE_KERNELS=0``, :func:`available` is
+False and callers use PyTorch's own kernels instead.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+from pathlib import Path
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+import typing as tp
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).resolve().parent.parent / "csrc" / "linear_kernels.cpp"
+KINDS = {torch.float32: 0, torch.bfloat16: 1, torch.int8: 2}
+_FLAGS = ["-O3", "-march=native", "-ffp-contract=fast", "-std=gnu++17", "-shared", "-fPIC"]
+_lock = threading.Lock()
+_state: tp.Dict[str, tp.Any] = {}
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("AUDIOCRAFT_CACHE_DIR")
+    if root:
+        return Path(root) / "kernels"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "audiocraft" / "kernels"
+
+
+def _compiler() -> tp.Optional[str]:
+    for name in (os.environ.get("CXX"), "c++", "g++", "clang++"):
+        if name and shutil.which(name):
+            return name
+    return None
+
+
+def _cpu_signature() -> str:
+    """Machine and CPU feature flags: a build with ``-march=native`` is only valid for the CPU it was made on."""
+    flags = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                flags = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{platform.machine()} {platform.system()} {flags}"
+
+
+def _build(compiler: str, openmp: bool) -> Path:
+    source = SOURCE.read_bytes()
+    flags = _FLAGS + (["-fopenmp"] if openmp else [])
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=60).stdout
+    key = hashlib.sha256(b"\0".join([source, version.encode(), " ".join(flags).encode(),
+                                     _cpu_signature().encode()])).hexdigest()[:16]
+    folder = _cache_dir()
+    target = folder / f"linear_kernels-{key}.so"
+    if target.exists():
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".linear_kernels-", suffix=".so", dir=folder)
+    os.close(fd)
+    try:
+        result = subprocess.run([compiler, *flags, str(SOURCE), "-o", tmp], capture_output=True, text=True,
+                                timeout=300)
+        if result.returncode != 0:
+            raise RuntimeError(f"{compiler} failed: {result.stderr.strip()[-2000:]}")
+        os.replace(tmp, target)  # atomic: concurrent builders each write their own file, the last one wins
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def _load() -> tp.Optional[ctypes.CDLL]:
+    if os.environ.get("AUDIOCRAFT_NATIVE_KERNELS", "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    compiler = _compiler()
+    if compiler is None:
+        logger.info("No C compiler found: native CPU kernels are off.")
+        return None
+    errors = []
+    for openmp in (True, False):  # without OpenMP (e.g. Apple clang) the kernels run on one thread
+        try:
+            lib = ctypes.CDLL(str(_build(compiler, openmp)))
+        except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+            errors.append(str(exc))
+            continue
+        lib.audiocraft_linear_packed.restype = ctypes.c_int
+        lib.audiocraft_linear_packed.argtypes = [ctypes.c_int, ctypes.c_int] + [
+            ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+            ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
+        lib.audiocraft_vector_width.restype = ctypes.c_int
+        lib.audiocraft_block_rows.restype = ctypes.c_int
+        lib.audiocraft_linear.restype = ctypes.c_int
+        lib.audiocraft_linear.argtypes = [
+            ctypes.c_int, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
+            ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
+        return lib
+    logger.info("Native CPU kernels could not be built; using PyTorch's kernels. %s", " | ".join(errors))
+    return None
+
+
+def library() -> tp.Optional[ctypes.CDLL]:
+    """The loaded kernel library (built on first call), or None where it cannot be built."""
+    if "lib" not in _state:
+        with _lock:
+            if "lib" not in _state:
+                _state["lib"] = _load()
+    return _state["lib"]
+
+
+def available() -> bool:
+    """Whether the native kernels can be used on this machine (builds them on first call)."""
+    return library() is not None
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: tp.Optional[torch.Tensor] = None,
+           scale: tp.Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``(x @ weight.T) * scale + bias`` on the CPU with the native kernel.
+
+    Args:
+        x: float32 ``[..., in]``.
+        weight: contiguous ``[out, in]``, float32, bfloat16 or int8.
+        bias: None or float32 ``[out]``.
+        scale: None or float32 ``[out]``, a factor per output (for int8 weights).
+    Returns:
+        float32 ``[..., out]``.
+    """
+    lib = _require()
+    kind = KINDS.get(weight.dtype)
+    if kind is None or weight.dim() != 2 or not weight.is_contiguous() or weight.device.type != "cpu":
+        raise ValueError(f"weight must be a contiguous 2-D CPU tensor of {tuple(KINDS)}, got {weight.dtype} "
+                         f"{tuple(weight.shape)} on {weight.device}.")
+    out_features, in_features = weight.shape
+    if x.shape[-1:] != (in_features,) or x.device.type != "cpu":
+        raise ValueError(f"x must be a CPU tensor [..., {in_features}], got {tuple(x.shape)} on {x.device}.")
+    for name, vec in (("bias", bias), ("scale", scale)):
+        if vec is not None and (vec.shape != (out_features,) or vec.dtype != torch.float32
+                                or not vec.is_contiguous() or vec.device.type != "cpu"):
+            raise ValueError(f"{name} must be a contiguous float32 CPU tensor [{out_features}], got {vec.dtype} "
+                             f"{tuple(vec.shape)} on {vec.device}.")
+    x2 = x.reshape(-1, in_features)
+    if x2.dtype != torch.float32 or x2.stride(-1) != 1 or x2.stride(0) < in_features:
+        x2 = x2.float().contiguous()
+    y = torch.empty(x.shape[:-1] + (out_features,), dtype=torch.float32)
+    lib.audiocraft_linear(kind, x2.data_ptr(), x2.stride(0), x2.shape[0], weight.data_ptr(),
+                          out_features, in_features, None if scale is None else scale.data_ptr(),
+                          None if bias is None else bias.data_ptr(), y.data_ptr(), out_features,
+                          torch.get_num_threads())
+    return y
+
+
+def _require() -> ctypes.CDLL:
+    lib = library()
+    if lib is None:
+        raise RuntimeError("The native CPU kernels are not available on this machine.")
+    return lib
+
+
+def vector_width() -> int:
+    """Floats per SIMD vector of the built kernels (16 with AVX-512, 8 with AVX2 or NEON, else 4)."""
+    return int(_require().audiocraft_vector_width())
+
+
+def block_rows() -> int:
+    """The block of rows :func:`pack` should use on this machine (8 with AVX-512, 4 with AVX2)."""
+    return int(_require().audiocraft_block_rows())
+
+
+def can_pack(shape: tp.Tuple[int, ...], block: int) -> bool:
+    """Whether a weight of ``shape`` ``[out, in]`` can be packed in blocks of ``block`` rows."""
+    return len(shape) == 2 and shape[0] % block == 0 and shape[1] % vector_width() == 0
+
+
+def pack(weight: torch.Tensor, block: int) -> torch.Tensor:
+    """``weight`` ``[out, in]`` rearranged so that :func:`linear_packed` reads each block of ``block`` rows as one
+    stream: ``[out / block, in / VW, block, VW]`` (``VW``: :func:`vector_width`). Needs ``out % block == 0`` and
+    ``in % VW == 0``."""
+    vw = vector_width()
+    out_features, in_features = weight.shape
+    if out_features % block or in_features % vw:
+        raise ValueError(f"Cannot pack a [{out_features}, {in_features}] weight in blocks of {block} rows x {vw}.")
+    return weight.reshape(out_features // block, block, in_features // vw, vw).permute(0, 2, 1, 3).contiguous()
+
+
+def unpack(packed: torch.Tensor) -> torch.Tensor:
+    """The ``[out, in]`` weight of a :func:`pack`-ed one (a copy)."""
+    nblocks, nchunks, block, vw = packed.shape
+    return packed.permute(0, 2, 1, 3).reshape(nblocks * block, nchunks * vw)
+
+
+def linear_packed(x: torch.Tensor, packed: torch.Tensor, bias: tp.Optional[torch.Tensor] = None,
+                  scale: tp.Optional[torch.Tensor] = None) -> torch.Tensor:
+    """:func:`linear` with a weight made by :func:`pack` (``[out / block, in / VW, block, VW]``)."""
+    lib = _require()
+    nblocks, nchunks, block, vw = packed.shape
+    out_features, in_features = nblocks * block, nchunks * vw
+    x2 = x.reshape(-1, in_features)
+    if x2.dtype != torch.float32 or x2.stride(-1) != 1 or x2.stride(0) < in_features:
+        x2 = x2.float().contiguous()
+    y = torch.empty(x.shape[:-1] + (out_features,), dtype=torch.float32)
+    lib.audiocraft_linear_packed(KINDS[packed.dtype], block, x2.data_ptr(), x2.stride(0), x2.shape[0],
+                                 packed.data_ptr(), out_features, in_features,
+                                 None if scale is None else scale.data_ptr(),
+                                 None if bias is None else bias.data_ptr(), y.data_ptr(), out_features,
+                                 torch.get_num_threads())
+    return y
