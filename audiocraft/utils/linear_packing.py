@@ -190,8 +190,8 @@ class _NativePacked(PackedWeight):
         self.scale: tp.Optional[torch.Tensor] = None
         plain = self._convert(weight.detach())
         block = native_kernels.block_rows()
-        self.packed = native_kernels.pack(plain, block) if native_kernels.can_pack(self.shape, block) else None
-        self.plain = plain if self.packed is None else None
+        self.is_packed = native_kernels.can_pack(self.shape, block)
+        self.stored = native_kernels.pack(plain, block) if self.is_packed else plain
 
     def _convert(self, weight: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -199,19 +199,19 @@ class _NativePacked(PackedWeight):
     def linear(self, x: torch.Tensor, bias: tp.Optional[torch.Tensor]) -> torch.Tensor:
         if bias is not None and bias.dtype != torch.float32:
             bias = bias.float()
-        if self.packed is not None:
-            out = native_kernels.linear_packed(x, self.packed, bias, self.scale)
+        if self.is_packed:
+            out = native_kernels.linear_packed(x, self.stored, bias, self.scale)
         else:
-            out = native_kernels.linear(x, self.plain, bias, self.scale)
+            out = native_kernels.linear(x, self.stored, bias, self.scale)
         return out if x.dtype == torch.float32 else out.to(x.dtype)
 
-    def _stored(self) -> torch.Tensor:
-        return native_kernels.unpack(self.packed) if self.packed is not None else self.plain
+    def _plain(self) -> torch.Tensor:
+        return native_kernels.unpack(self.stored) if self.is_packed else self.stored
 
     @property
     def nbytes(self) -> int:
-        stored = self.packed if self.packed is not None else self.plain
-        return stored.numel() * stored.element_size() + (0 if self.scale is None else self.scale.numel() * 4)
+        scale_bytes = 0 if self.scale is None else self.scale.numel() * 4
+        return self.stored.numel() * self.stored.element_size() + scale_bytes
 
 
 class NativeWeight(_NativePacked):
@@ -224,13 +224,13 @@ class NativeWeight(_NativePacked):
         if weight.dtype != torch.float32:
             raise ValueError(f"native packing needs a float32 weight, got {weight.dtype}.")
         super().__init__(weight, rows_hint)
-        self.shares_parameter = self.packed is None and weight.is_contiguous()
+        self.shares_parameter = not self.is_packed and weight.is_contiguous()
 
     def _convert(self, weight: torch.Tensor) -> torch.Tensor:
         return weight if weight.is_contiguous() else weight.contiguous()
 
     def dense(self) -> torch.Tensor:
-        return self._stored()
+        return self._plain()
 
 
 class NativeBF16Weight(_NativePacked):
@@ -241,7 +241,7 @@ class NativeBF16Weight(_NativePacked):
         return weight.to(torch.bfloat16).contiguous()
 
     def dense(self) -> torch.Tensor:
-        return self._stored().to(self.dtype)
+        return self._plain().to(self.dtype)
 
 
 class NativeInt8Weight(_NativePacked):
@@ -256,7 +256,7 @@ class NativeInt8Weight(_NativePacked):
 
     def dense(self) -> torch.Tensor:
         scale = tp.cast(torch.Tensor, self.scale)  # set by _convert
-        return (self._stored().float() * scale[:, None]).to(self.dtype)
+        return (self._plain().float() * scale[:, None]).to(self.dtype)
 
 
 def _packer(kind: str) -> tp.Callable[[torch.Tensor, int], PackedWeight]:
