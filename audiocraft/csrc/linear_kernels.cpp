@@ -11,7 +11,10 @@
 // Written with GCC/Clang vector extensions, which the compiler maps to AVX-512, AVX2 or NEON (-march=native).
 // Built at first use by audiocraft/utils/native_kernels.py; threads come from the OpenMP runtime PyTorch loaded.
 #include <cstdint>
+#include <cmath>
 #include <cstring>
+#include <limits>
+#include <vector>
 #if defined(__AVX2__) || defined(__AVX512F__)
 #include <immintrin.h>
 #endif
@@ -210,6 +213,209 @@ int dispatch_packed(int block_rows_, const float *x, int64_t ldx, int64_t rows, 
     }
 }
 
+// ---- int8 weights x int16 activations ------------------------------------------------------------------------
+// Each row of x is quantized to int16 with its own scale (max |x| / 32767); the products with the int8 weights
+// are summed exactly in integers (int32 lanes over segments of SEG columns, short enough never to overflow, then
+// int64), and the sum is scaled back: y = sum * x_scale[r] * w_scale[o] + bias[o]. The integer sum does not
+// depend on the order of the additions, so neither do the results (rows, threads, layout).
+
+constexpr int64_t SEG = 2048;
+
+#if defined(__AVX512BW__)
+constexpr int IW = 32;  // int16 lanes per vector (= int8 weights per step)
+typedef __m512i ivec;
+inline ivec izero() { return _mm512_setzero_si512(); }
+inline ivec load_w8(const int8_t *p) {
+    return _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(p)));
+}
+inline ivec load_x16(const int16_t *p) { return _mm512_loadu_si512(p); }
+inline ivec idot(ivec acc, ivec a, ivec b) {  // acc[k] += a[2k] b[2k] + a[2k+1] b[2k+1]
+#if defined(__AVX512VNNI__)
+    return _mm512_dpwssd_epi32(acc, a, b);
+#else
+    return _mm512_add_epi32(acc, _mm512_madd_epi16(a, b));
+#endif
+}
+inline int64_t ihsum(ivec v) {
+    __m512i lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(v));
+    __m512i hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(v, 1));
+    return _mm512_reduce_add_epi64(_mm512_add_epi64(lo, hi));
+}
+#elif defined(__AVX2__)
+constexpr int IW = 16;
+typedef __m256i ivec;
+inline ivec izero() { return _mm256_setzero_si256(); }
+inline ivec load_w8(const int8_t *p) {
+    return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p)));
+}
+inline ivec load_x16(const int16_t *p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i *>(p)); }
+inline ivec idot(ivec acc, ivec a, ivec b) {
+#if defined(__AVXVNNI__)
+    return _mm256_dpwssd_avx_epi32(acc, a, b);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
+#endif
+}
+inline int64_t ihsum(ivec v) {
+    int32_t lanes[8];
+    _mm256_storeu_si256(reinterpret_cast<__m256i *>(lanes), v);
+    int64_t s = 0;
+    for (int k = 0; k < 8; ++k) s += lanes[k];
+    return s;
+}
+#else
+constexpr int IW = 8;
+typedef int32_t ivec __attribute__((vector_size(32)));
+typedef int16_t vx16 __attribute__((vector_size(16)));
+typedef int8_t vw8 __attribute__((vector_size(8)));
+inline ivec izero() { return ivec{}; }
+inline ivec load_w8(const int8_t *p) { vw8 b; std::memcpy(&b, p, sizeof b); return __builtin_convertvector(b, ivec); }
+inline ivec load_x16(const int16_t *p) { vx16 h; std::memcpy(&h, p, sizeof h); return __builtin_convertvector(h, ivec); }
+inline ivec idot(ivec acc, ivec a, ivec b) { return acc + a * b; }
+inline int64_t ihsum(ivec v) {
+    int64_t s = 0;
+    for (int k = 0; k < IW; ++k) s += v[k];
+    return s;
+}
+#endif
+
+inline void in_register_i(ivec &v) {
+#if defined(__x86_64__) && defined(__AVX512F__)
+    asm("" : "+v"(v));
+#elif defined(__x86_64__) && defined(__AVX2__)
+    asm("" : "+x"(v));
+#else
+    (void)v;
+#endif
+}
+
+// R rows of quantized x times OB int8 weight rows; the vector (o, i..i+IW) is at w + o * in + i (plain) or
+// w + i * OB + o * IW (packed).
+template <int R, int OB, bool PACKED>
+inline void block_i8(const int16_t *xq, int64_t ldq, const float *xs, const int8_t *w, int64_t in, float *y,
+                     int64_t ldy, const float *scale, const float *bias) {
+    int64_t total[R][OB] = {};
+    const int64_t full = in - in % IW;
+    int64_t i = 0;
+    while (i < full) {
+        const int64_t end = full - i < SEG ? full : i + SEG;
+        ivec acc[R][OB];
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+            for (int o = 0; o < OB; ++o) acc[r][o] = izero();
+        for (; i < end; i += IW) {
+            ivec xv[R];
+#pragma GCC unroll 8
+            for (int r = 0; r < R; ++r) xv[r] = load_x16(xq + r * ldq + i);
+#pragma GCC unroll 8
+            for (int o = 0; o < OB; ++o) {
+                ivec wv = load_w8(PACKED ? w + i * OB + o * IW : w + o * in + i);
+                in_register_i(wv);
+                __builtin_prefetch(w + i * OB + o * IW + PREFETCH, 0, 0);
+#pragma GCC unroll 8
+                for (int r = 0; r < R; ++r) acc[r][o] = idot(acc[r][o], xv[r], wv);
+            }
+        }
+        for (int r = 0; r < R; ++r)
+            for (int o = 0; o < OB; ++o) total[r][o] += ihsum(acc[r][o]);
+    }
+    for (int r = 0; r < R; ++r) {
+        for (int o = 0; o < OB; ++o) {
+            int64_t t = total[r][o];
+            if (!PACKED)  // the packed layout has no tail (in % IW == 0)
+                for (int64_t j = full; j < in; ++j) t += int64_t(xq[r * ldq + j]) * int64_t(w[o * in + j]);
+            float v = float(double(t) * double(xs[r]) * double(scale[o]));
+            y[r * ldy + o] = bias ? v + bias[o] : v;
+        }
+    }
+}
+
+template <int RT, int OB, bool PACKED>
+inline void block_i8_rows(int rt, const int16_t *xq, int64_t ldq, const float *xs, const int8_t *w, int64_t in,
+                          float *y, int64_t ldy, const float *scale, const float *bias) {
+    if constexpr (RT > 0) {
+        if (rt == RT)
+            block_i8<RT, OB, PACKED>(xq, ldq, xs, w, in, y, ldy, scale, bias);
+        else
+            block_i8_rows<RT - 1, OB, PACKED>(rt, xq, ldq, xs, w, in, y, ldy, scale, bias);
+    }
+}
+
+template <int RT, int OB, bool PACKED>
+void gemv_i8(const int16_t *xq, const float *xs, int64_t rows, const int8_t *w, int64_t out, int64_t in,
+             const float *scale, const float *bias, float *y, int64_t ldy, int threads) {
+    const int64_t nblocks = (out + OB - 1) / OB;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t b = 0; b < nblocks; ++b) {
+        const int64_t o0 = b * OB;
+        const int ob = out - o0 < OB ? int(out - o0) : OB;  // < OB only in the plain layout
+        const int8_t *wb = w + o0 * in;
+        for (int64_t r0 = 0; r0 < rows; r0 += RT) {
+            const int rt = rows - r0 < RT ? int(rows - r0) : RT;
+            const int16_t *xr = xq + r0 * in;
+            float *yr = y + r0 * ldy + o0;
+            if (ob == OB) {
+                block_i8_rows<RT, OB, PACKED>(rt, xr, in, xs + r0, wb, in, yr, ldy, scale + o0,
+                                              bias ? bias + o0 : nullptr);
+            } else {
+                for (int o = 0; o < ob; ++o)
+                    block_i8_rows<RT, 1, false>(rt, xr, in, xs + r0, wb + o * in, in, yr + o, ldy, scale + o0 + o,
+                                                bias ? bias + o0 + o : nullptr);
+            }
+        }
+    }
+}
+
+// Quantizes each row of x to int16 (scale max |x| / 32767); a row holding NaN or inf gets a NaN scale.
+void quantize_rows(const float *x, int64_t ldx, int64_t rows, int64_t in, int16_t *xq, float *xs) {
+    for (int64_t r = 0; r < rows; ++r) {
+        const float *xr = x + r * ldx;
+        float m = 0.0f;
+        bool finite = true;
+        for (int64_t i = 0; i < in; ++i) {
+            const float a = std::fabs(xr[i]);
+            finite &= a <= 3.4028235e38f;  // false for NaN and inf
+            m = a > m ? a : m;
+        }
+        int16_t *q = xq + r * in;
+        if (!finite || m == 0.0f) {
+            std::memset(q, 0, sizeof(int16_t) * size_t(in));
+            xs[r] = finite ? 0.0f : std::numeric_limits<float>::quiet_NaN();
+            continue;
+        }
+        const float inv = 32767.0f / m;
+        for (int64_t i = 0; i < in; ++i) {
+            float v = std::nearbyint(xr[i] * inv);
+            v = v > 32767.0f ? 32767.0f : (v < -32767.0f ? -32767.0f : v);
+            q[i] = int16_t(v);
+        }
+        xs[r] = m / 32767.0f;
+    }
+}
+
+constexpr int I8_BLOCK = ACC / 4 > 1 ? ACC / 4 : 2;  // packed block rows of int8 weights
+
+int linear_i8(int block, const float *x, int64_t ldx, int64_t rows, const int8_t *w, int64_t out, int64_t in,
+              const float *scale, const float *bias, float *y, int64_t ldy, int threads) {
+    if (!scale) return 1;
+    if (block > 0 && (block != I8_BLOCK || out % block != 0 || in % IW != 0)) return 1;
+    std::vector<int16_t> xq(static_cast<size_t>(rows * in));
+    std::vector<float> xs(static_cast<size_t>(rows));
+    quantize_rows(x, ldx, rows, in, xq.data(), xs.data());
+    if (block > 0) {
+        gemv_i8<cap(ACC / I8_BLOCK), I8_BLOCK, true>(xq.data(), xs.data(), rows, w, out, in, scale, bias, y, ldy,
+                                                     threads);
+    } else if (rows == 1) {
+        gemv_i8<1, 8, false>(xq.data(), xs.data(), rows, w, out, in, scale, bias, y, ldy, threads);
+    } else if (rows <= 3) {
+        gemv_i8<2, cap(ACC / 2), false>(xq.data(), xs.data(), rows, w, out, in, scale, bias, y, ldy, threads);
+    } else {
+        gemv_i8<4, cap(ACC / 4), false>(xq.data(), xs.data(), rows, w, out, in, scale, bias, y, ldy, threads);
+    }
+    return 0;
+}
+
 }  // namespace
 
 extern "C" {
@@ -221,7 +427,7 @@ int audiocraft_linear(int kind, const float *x, int64_t ldx, int64_t rows, const
     switch (kind) {
         case 0: dispatch_plain<float>(x, ldx, rows, w, out, in, scale, bias, y, ldy, threads); return 0;
         case 1: dispatch_plain<uint16_t>(x, ldx, rows, w, out, in, scale, bias, y, ldy, threads); return 0;
-        case 2: dispatch_plain<int8_t>(x, ldx, rows, w, out, in, scale, bias, y, ldy, threads); return 0;
+        case 2: return linear_i8(0, x, ldx, rows, static_cast<const int8_t *>(w), out, in, scale, bias, y, ldy, threads);
         default: return 1;
     }
 }
@@ -234,14 +440,17 @@ int audiocraft_linear_packed(int kind, int block, const float *x, int64_t ldx, i
     switch (kind) {
         case 0: return dispatch_packed<float>(block, x, ldx, rows, w, out, in, scale, bias, y, ldy, threads);
         case 1: return dispatch_packed<uint16_t>(block, x, ldx, rows, w, out, in, scale, bias, y, ldy, threads);
-        case 2: return dispatch_packed<int8_t>(block, x, ldx, rows, w, out, in, scale, bias, y, ldy, threads);
+        case 2: return linear_i8(block, x, ldx, rows, static_cast<const int8_t *>(w), out, in, scale, bias, y, ldy,
+                                 threads);
         default: return 1;
     }
 }
 
 int audiocraft_vector_width(void) { return VW; }
 
-// The block of rows to pack weights in: the widest that one pass of two rows of x keeps in registers.
-int audiocraft_block_rows(void) { return cap(ACC / 2); }
+// The packed layout of a kind: blocks of `block` rows, chunks of `chunk` columns (see block() and block_i8()).
+// Floats: the widest block one pass of two rows of x keeps in registers; int8: four rows of x.
+int audiocraft_block_rows(int kind) { return kind == 2 ? I8_BLOCK : cap(ACC / 2); }
+int audiocraft_chunk(int kind) { return kind == 2 ? IW : VW; }
 
 }  // extern "C"

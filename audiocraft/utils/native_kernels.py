@@ -109,6 +109,9 @@ def _load() -> tp.Optional[ctypes.CDLL]:
             ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
         lib.audiocraft_vector_width.restype = ctypes.c_int
         lib.audiocraft_block_rows.restype = ctypes.c_int
+        lib.audiocraft_block_rows.argtypes = [ctypes.c_int]
+        lib.audiocraft_chunk.restype = ctypes.c_int
+        lib.audiocraft_chunk.argtypes = [ctypes.c_int]
         lib.audiocraft_linear.restype = ctypes.c_int
         lib.audiocraft_linear.argtypes = [
             ctypes.c_int, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
@@ -132,15 +135,56 @@ def available() -> bool:
     return library() is not None
 
 
+def _require() -> ctypes.CDLL:
+    lib = library()
+    if lib is None:
+        raise RuntimeError("The native CPU kernels are not available on this machine.")
+    return lib
+
+
+def _check(code: int) -> None:
+    if code != 0:
+        raise ValueError("The native kernel refused its arguments (shape, layout or scale).")
+
+
+def _rows(x: torch.Tensor, in_features: int) -> torch.Tensor:
+    """``x`` as ``[rows, in]`` float32 rows with unit stride (a view where it can be)."""
+    if x.shape[-1:] != (in_features,) or x.device.type != "cpu":
+        raise ValueError(f"x must be a CPU tensor [..., {in_features}], got {tuple(x.shape)} on {x.device}.")
+    x2 = x.reshape(-1, in_features)
+    if x2.dtype != torch.float32 or x2.stride(-1) != 1 or x2.stride(0) < in_features:
+        x2 = x2.float().contiguous()
+    return x2
+
+
+def _check_vectors(kind: int, out_features: int, bias: tp.Optional[torch.Tensor],
+                   scale: tp.Optional[torch.Tensor]) -> None:
+    if (scale is None) == (kind == KINDS[torch.int8]):
+        raise ValueError("scale is required for int8 weights, and only for them.")
+    for name, vec in (("bias", bias), ("scale", scale)):
+        if vec is not None and (vec.shape != (out_features,) or vec.dtype != torch.float32
+                                or not vec.is_contiguous() or vec.device.type != "cpu"):
+            raise ValueError(f"{name} must be a contiguous float32 CPU tensor [{out_features}], got {vec.dtype} "
+                             f"{tuple(vec.shape)} on {vec.device}.")
+
+
+def _ptr(t: tp.Optional[torch.Tensor]) -> tp.Optional[int]:
+    return None if t is None else t.data_ptr()
+
+
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: tp.Optional[torch.Tensor] = None,
            scale: tp.Optional[torch.Tensor] = None) -> torch.Tensor:
     """``(x @ weight.T) * scale + bias`` on the CPU with the native kernel.
+
+    float32 and bfloat16 weights: float32 products and sums. int8 weights: each row of ``x`` is quantized to int16
+    (scale ``max|row| / 32767``), the products summed exactly in integers, then scaled back.
+    Each output is summed in one fixed order: results do not depend on the number of rows or threads.
 
     Args:
         x: float32 ``[..., in]``.
         weight: contiguous ``[out, in]``, float32, bfloat16 or int8.
         bias: None or float32 ``[out]``.
-        scale: None or float32 ``[out]``, a factor per output (for int8 weights).
+        scale: float32 ``[out]``, a factor per output row, for int8 weights (and only for them).
     Returns:
         float32 ``[..., out]``.
     """
@@ -150,76 +194,56 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: tp.Optional[torch.Tensor
         raise ValueError(f"weight must be a contiguous 2-D CPU tensor of {tuple(KINDS)}, got {weight.dtype} "
                          f"{tuple(weight.shape)} on {weight.device}.")
     out_features, in_features = weight.shape
-    if x.shape[-1:] != (in_features,) or x.device.type != "cpu":
-        raise ValueError(f"x must be a CPU tensor [..., {in_features}], got {tuple(x.shape)} on {x.device}.")
-    for name, vec in (("bias", bias), ("scale", scale)):
-        if vec is not None and (vec.shape != (out_features,) or vec.dtype != torch.float32
-                                or not vec.is_contiguous() or vec.device.type != "cpu"):
-            raise ValueError(f"{name} must be a contiguous float32 CPU tensor [{out_features}], got {vec.dtype} "
-                             f"{tuple(vec.shape)} on {vec.device}.")
-    x2 = x.reshape(-1, in_features)
-    if x2.dtype != torch.float32 or x2.stride(-1) != 1 or x2.stride(0) < in_features:
-        x2 = x2.float().contiguous()
+    x2 = _rows(x, in_features)
+    _check_vectors(kind, out_features, bias, scale)
     y = torch.empty(x.shape[:-1] + (out_features,), dtype=torch.float32)
-    lib.audiocraft_linear(kind, x2.data_ptr(), x2.stride(0), x2.shape[0], weight.data_ptr(),
-                          out_features, in_features, None if scale is None else scale.data_ptr(),
-                          None if bias is None else bias.data_ptr(), y.data_ptr(), out_features,
-                          torch.get_num_threads())
+    _check(lib.audiocraft_linear(kind, x2.data_ptr(), x2.stride(0), x2.shape[0], weight.data_ptr(), out_features,
+                                 in_features, _ptr(scale), _ptr(bias), y.data_ptr(), out_features,
+                                 torch.get_num_threads()))
     return y
 
 
-def _require() -> ctypes.CDLL:
-    lib = library()
-    if lib is None:
-        raise RuntimeError("The native CPU kernels are not available on this machine.")
-    return lib
+def layout(dtype: torch.dtype) -> tp.Tuple[int, int]:
+    """``(block, chunk)``: the packed layout of weights of ``dtype`` on this machine, blocks of ``block`` rows
+    stored ``chunk`` columns at a time (float32 / bfloat16: 8 x 16 with AVX-512; int8: 4 x 32)."""
+    lib = _require()
+    kind = KINDS[dtype]
+    return int(lib.audiocraft_block_rows(kind)), int(lib.audiocraft_chunk(kind))
 
 
-def vector_width() -> int:
-    """Floats per SIMD vector of the built kernels (16 with AVX-512, 8 with AVX2 or NEON, else 4)."""
-    return int(_require().audiocraft_vector_width())
+def can_pack(shape: tp.Tuple[int, ...], dtype: torch.dtype) -> bool:
+    """Whether a weight ``[out, in]`` of ``dtype`` fits the packed layout (whole blocks and chunks)."""
+    block, chunk = layout(dtype)
+    return len(shape) == 2 and shape[0] % block == 0 and shape[1] % chunk == 0
 
 
-def block_rows() -> int:
-    """The block of rows :func:`pack` should use on this machine (8 with AVX-512, 4 with AVX2)."""
-    return int(_require().audiocraft_block_rows())
-
-
-def can_pack(shape: tp.Tuple[int, ...], block: int) -> bool:
-    """Whether a weight of ``shape`` ``[out, in]`` can be packed in blocks of ``block`` rows."""
-    return len(shape) == 2 and shape[0] % block == 0 and shape[1] % vector_width() == 0
-
-
-def pack(weight: torch.Tensor, block: int) -> torch.Tensor:
-    """``weight`` ``[out, in]`` rearranged so that :func:`linear_packed` reads each block of ``block`` rows as one
-    stream: ``[out / block, in / VW, block, VW]`` (``VW``: :func:`vector_width`). Needs ``out % block == 0`` and
-    ``in % VW == 0``."""
-    vw = vector_width()
+def pack(weight: torch.Tensor) -> torch.Tensor:
+    """``weight`` ``[out, in]`` rearranged so that :func:`linear_packed` reads each block of rows as one stream:
+    ``[out / block, in / chunk, block, chunk]`` (see :func:`layout`)."""
+    block, chunk = layout(weight.dtype)
     out_features, in_features = weight.shape
-    if out_features % block or in_features % vw:
-        raise ValueError(f"Cannot pack a [{out_features}, {in_features}] weight in blocks of {block} rows x {vw}.")
-    return weight.reshape(out_features // block, block, in_features // vw, vw).permute(0, 2, 1, 3).contiguous()
+    if out_features % block or in_features % chunk:
+        raise ValueError(f"Cannot pack a [{out_features}, {in_features}] weight in blocks of {block} rows x {chunk}.")
+    return weight.reshape(out_features // block, block, in_features // chunk, chunk).permute(0, 2, 1, 3).contiguous()
 
 
 def unpack(packed: torch.Tensor) -> torch.Tensor:
     """The ``[out, in]`` weight of a :func:`pack`-ed one (a copy)."""
-    nblocks, nchunks, block, vw = packed.shape
-    return packed.permute(0, 2, 1, 3).reshape(nblocks * block, nchunks * vw)
+    nblocks, nchunks, block, chunk = packed.shape
+    return packed.permute(0, 2, 1, 3).reshape(nblocks * block, nchunks * chunk)
 
 
 def linear_packed(x: torch.Tensor, packed: torch.Tensor, bias: tp.Optional[torch.Tensor] = None,
                   scale: tp.Optional[torch.Tensor] = None) -> torch.Tensor:
-    """:func:`linear` with a weight made by :func:`pack` (``[out / block, in / VW, block, VW]``)."""
+    """:func:`linear` with a weight made by :func:`pack` (``[out / block, in / chunk, block, chunk]``); the same
+    results as :func:`linear` with the plain weight."""
     lib = _require()
-    nblocks, nchunks, block, vw = packed.shape
-    out_features, in_features = nblocks * block, nchunks * vw
-    x2 = x.reshape(-1, in_features)
-    if x2.dtype != torch.float32 or x2.stride(-1) != 1 or x2.stride(0) < in_features:
-        x2 = x2.float().contiguous()
+    kind = KINDS[packed.dtype]
+    nblocks, nchunks, block, chunk = packed.shape
+    out_features, in_features = nblocks * block, nchunks * chunk
+    x2 = _rows(x, in_features)
     y = torch.empty(x.shape[:-1] + (out_features,), dtype=torch.float32)
-    lib.audiocraft_linear_packed(KINDS[packed.dtype], block, x2.data_ptr(), x2.stride(0), x2.shape[0],
-                                 packed.data_ptr(), out_features, in_features,
-                                 None if scale is None else scale.data_ptr(),
-                                 None if bias is None else bias.data_ptr(), y.data_ptr(), out_features,
-                                 torch.get_num_threads())
+    _check(lib.audiocraft_linear_packed(kind, block, x2.data_ptr(), x2.stride(0), x2.shape[0], packed.data_ptr(),
+                                        out_features, in_features, _ptr(scale), _ptr(bias), y.data_ptr(),
+                                        out_features, torch.get_num_threads()))
     return y
