@@ -25,12 +25,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--pack", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--rows", type=int, default=15)
+    parser.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     fixtures, tmp = bench.prepare_fixtures(args.fixtures)
     from audiocraft.models import MusicGen
 
-    model = MusicGen.get_pretrained(str(fixtures / "ours"), device="cpu", pack=args.pack)
+    options = {"fp32": {}, "bf16": {"dtype": torch.bfloat16}, "int8": {"quantize": "int8"}}[args.precision]
+    model = MusicGen.get_pretrained(str(fixtures / "ours"), device="cpu", pack=args.pack, **options)
     model.set_generation_params(duration=args.frames / bench.FRAME_RATE, top_k=250, cfg_coef=3.0)
     model.generate([bench.PROMPT] * args.batch, seed=0)  # warm-up
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:

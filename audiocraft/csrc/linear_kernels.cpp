@@ -15,6 +15,10 @@
 #include <cstring>
 #include <limits>
 #include <vector>
+#if defined(__linux__)
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
 #if defined(__AVX2__) || defined(__AVX512F__)
 #include <immintrin.h>
 #endif
@@ -444,6 +448,44 @@ int audiocraft_linear_packed(int kind, int block, const float *x, int64_t ldx, i
                                  threads);
         default: return 1;
     }
+}
+
+// Rearranges w [out, in] (elements of `size` bytes) into the packed layout [out / block, in / chunk, block, chunk]
+// (out % block == 0, in % chunk == 0), threads over blocks. Returns 0, or 1 for invalid arguments.
+int audiocraft_pack(int size, const void *w, int64_t out, int64_t in, int block, int chunk, void *dst, int threads) {
+    if (size < 1 || block < 1 || chunk < 1 || out % block != 0 || in % chunk != 0 || threads < 1) return 1;
+    const char *src = static_cast<const char *>(w);
+    char *d = static_cast<char *>(dst);
+    const int64_t nblocks = out / block, nchunks = in / chunk, piece = int64_t(chunk) * size;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t b = 0; b < nblocks; ++b) {
+        char *to = d + b * block * in * size;
+        for (int64_t c = 0; c < nchunks; ++c)
+            for (int o = 0; o < block; ++o, to += piece)
+                std::memcpy(to, src + ((b * block + o) * in + c * chunk) * size, size_t(piece));
+    }
+    return 0;
+}
+
+// audiocraft_pack for n weights in one call (so a caller can run it on a thread of its own without the GIL).
+// Where release[k] is set, the whole pages of weight k are then dropped from the process (madvise DONTNEED):
+// only for weights mapped privately from a file and never modified, which read the file again if used.
+int audiocraft_pack_many(int n, const int *size, const void *const *w, const int64_t *out, const int64_t *in,
+                         const int *block, const int *chunk, void *const *dst, const int *release, int threads) {
+    int failed = 0;
+    for (int k = 0; k < n; ++k) {
+        failed |= audiocraft_pack(size[k], w[k], out[k], in[k], block[k], chunk[k], dst[k], threads);
+#if defined(__linux__)
+        if (release && release[k]) {
+            const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+            const uintptr_t first = reinterpret_cast<uintptr_t>(w[k]);
+            const uintptr_t last = first + uintptr_t(out[k] * in[k] * size[k]);
+            const uintptr_t lo = (first + page - 1) / page * page, hi = last / page * page;
+            if (hi > lo) madvise(reinterpret_cast<void *>(lo), hi - lo, MADV_DONTNEED);
+        }
+#endif
+    }
+    return failed;
 }
 
 int audiocraft_vector_width(void) { return VW; }

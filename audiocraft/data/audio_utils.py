@@ -9,7 +9,6 @@ import logging
 import math
 import numbers
 
-import julius
 import torch
 
 from .loudness import integrated_loudness
@@ -139,6 +138,7 @@ def convert_audio(wav: torch.Tensor, from_rate: float, to_rate: float, to_channe
     old, new, _ = _reduced(from_rate, to_rate)
     if new > MAX_JULIUS_PHASES or _julius_kernel_size(from_rate, to_rate) > MAX_JULIUS_KERNEL:
         return resample_direct(wav, from_rate, to_rate)
+    import julius  # imported when first needed: ~0.15 s off `import audiocraft`
     return julius.resample_frac(wav, from_rate, to_rate)
 
 

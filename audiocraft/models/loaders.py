@@ -227,7 +227,8 @@ def load_lm_model_ckpt(file_or_url_or_id: tp.Union[Path, str],
 
 
 def load_lm_model(file_or_url_or_id: tp.Union[Path, str], device: tp.Union[torch.device, str] = "cpu",
-                  cache_dir: tp.Optional[str] = None, *, for_generation: bool = False) -> nn.Module:
+                  cache_dir: tp.Optional[str] = None, *, for_generation: bool = False,
+                  on_state_loaded: tp.Optional[tp.Callable[[tp.Mapping[str, tp.Any]], None]] = None) -> nn.Module:
     """The language model of an exported checkpoint, strictly loaded, in eval mode, with ``model.cfg`` set.
 
     Config fixes as Audiocraft: ``device`` overrides ``cfg.device``; ``cfg.dtype`` is ``float32`` on CPU and
@@ -236,10 +237,13 @@ def load_lm_model(file_or_url_or_id: tp.Union[Path, str], device: tp.Union[torch
 
     ``dataset.segment_duration`` (the generation window) must be a finite number > 0 when present; with
     ``for_generation`` (as ``MusicGen.get_pretrained`` needs) it must be present. Any config the builders cannot
-    use raises ``CheckpointError`` naming the file.
+    use raises ``CheckpointError`` naming the file. ``on_state_loaded`` is called with the checkpoint's state dict
+    as soon as it is read, before the model is built (e.g. to start preparing its weights meanwhile).
     """
     from .builders import get_lm_model
     pkg, path = _load_package(file_or_url_or_id, LM_FILENAME, cache_dir)
+    if on_state_loaded is not None and isinstance(pkg.get("best_state"), tp.Mapping):
+        on_state_loaded(pkg["best_state"])
     cfg = _checkpoint_cfg(pkg, path)
     cfg.device = str(device)
     cfg.dtype = "float32" if cfg.device == "cpu" else "float16"

@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import typing as tp
 import warnings
@@ -15,6 +16,7 @@ import torch
 
 from ..data.audio_utils import MAX_SAMPLE_RATE, convert_audio
 from ..modules.conditioners import ConditioningAttributes, WavCondition
+from ..utils import native_kernels
 from ..utils.cancel import CancelToken
 from ..utils.validation import check_bool, check_descriptions, check_number, check_waveform
 from ._crossfade import apply_crossfades, preserved_random_state
@@ -107,15 +109,23 @@ class MusicGen(BaseGenModel):
                           f"Please use full pre-trained id instead: facebook/musicgen-{name}", DeprecationWarning,
                           stacklevel=2)
             name = _HF_MODEL_CHECKPOINTS_MAP[name]
-        lm = tp.cast(LMModel, load_lm_model(name, device=device, for_generation=True))
-        compression_model = load_compression_model(name, device=device)
-        conditioners = lm.condition_provider.conditioners
-        if "self_wav" in conditioners:
-            chroma: tp.Any = conditioners["self_wav"]
-            chroma.match_len_on_eval = True
-            chroma._use_masking = False
-            chroma.stem_separation = stem_separation
-        prepare_lm_for_inference(lm, dtype=dtype, quantize=quantize, pack=pack)
+        with contextlib.ExitStack() as stack:
+            def prepack(state: tp.Mapping[str, tp.Any]) -> None:
+                # the float32 weights are packed on a thread of their own while T5 is imported and built
+                if on_cpu and pack and weight_format(dtype, quantize) == "native":
+                    stack.enter_context(native_kernels.Prepacking(
+                        [v for k, v in state.items() if isinstance(v, torch.Tensor) and v.dtype == torch.float32
+                         and str(k).startswith(("transformer.", "linears."))], release_sources=True))
+
+            lm = tp.cast(LMModel, load_lm_model(name, device=device, for_generation=True, on_state_loaded=prepack))
+            compression_model = load_compression_model(name, device=device)
+            conditioners = lm.condition_provider.conditioners
+            if "self_wav" in conditioners:
+                chroma: tp.Any = conditioners["self_wav"]
+                chroma.match_len_on_eval = True
+                chroma._use_masking = False
+                chroma.stem_separation = stem_separation
+            prepare_lm_for_inference(lm, dtype=dtype, quantize=quantize, pack=pack, release_sources=True)
         return MusicGen(name, compression_model, lm)
 
     def set_generation_params(self, use_sampling: bool = True, top_k: int = 250, top_p: float = 0.0,

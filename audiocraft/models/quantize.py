@@ -44,7 +44,8 @@ def weight_format(dtype: tp.Optional[torch.dtype] = None, quantize: tp.Optional[
 
 
 def prepare_lm_for_inference(lm: LMModel, dtype: tp.Optional[torch.dtype] = None,
-                             quantize: tp.Optional[str] = None, pack: bool = True) -> LMModel:
+                             quantize: tp.Optional[str] = None, pack: bool = True,
+                             release_sources: bool = False) -> LMModel:
     """Make ``lm`` fast for inference, in place (see the module docstring); returns ``lm``.
 
     Args:
@@ -53,6 +54,8 @@ def prepare_lm_for_inference(lm: LMModel, dtype: tp.Optional[torch.dtype] = None
         quantize: None, or ``'int8'`` (int8 weight-only, one scale per output channel).
         pack: on CPU, pack the float32 weights for oneDNN (ignored with ``dtype``/``quantize``, which always pack).
             Without the oneDNN kernels in this PyTorch build, float32 weights stay as they are.
+        release_sources: the LM was just loaded memory-mapped: release the file pages of each dense weight once
+            it is packed (peak memory: one copy of the weights).
     Raises:
         ValueError: unknown ``dtype`` / ``quantize``, or ``quantize`` off the CPU.
     """
@@ -70,5 +73,5 @@ def prepare_lm_for_inference(lm: LMModel, dtype: tp.Optional[torch.dtype] = None
     if not packing_available(kind):
         raise RuntimeError(f"This PyTorch build lacks the CPU kernels for {kind!r} weights.")
     for module in (lm.transformer, lm.linears):
-        pack_linear_weights(module, kind)
+        pack_linear_weights(module, kind, release_sources=release_sources)
     return lm

@@ -15,6 +15,67 @@ import torch
 from torch import nn
 
 
+def _private_file_mappings() -> tp.List[tp.Tuple[int, int]]:
+    """``(start, end)`` of this process's private file mappings (Linux; empty elsewhere)."""
+    maps = Path("/proc/self/maps")
+    regions: tp.List[tp.Tuple[int, int]] = []
+    try:
+        text = maps.read_text()
+    except OSError:
+        return regions
+    for line in text.splitlines():  # start-end perms offset dev inode [path]
+        fields = line.split(None, 5)
+        if len(fields) == 6 and fields[5].startswith("/") and fields[1][3:4] == "p":
+            start, end = (int(v, 16) for v in fields[0].split("-"))
+            regions.append((start, end))
+    return regions
+
+
+class FilePages:
+    """Releases the memory pages of tensors mapped from a file (a checkpoint loaded memory-mapped by
+    :func:`safe_torch_load`) once their data has been copied elsewhere (e.g. packed): the pages leave this
+    process but stay in the page cache, so a tensor still in use would read the file's data again. Only use it
+    for tensors never modified in memory; anonymous memory is never touched. The mappings are read once, at
+    construction. Linux only (elsewhere :meth:`release` does nothing)."""
+
+    def __init__(self) -> None:
+        import ctypes
+        import mmap
+        self._regions = sorted(_private_file_mappings())
+        self._page = mmap.PAGESIZE
+        self._madvise: tp.Optional[tp.Callable[..., int]] = None
+        if self._regions:
+            try:
+                self._madvise = ctypes.CDLL(None, use_errno=True).madvise
+            except (OSError, AttributeError):
+                self._regions = []
+        self.released = 0
+
+    def is_file_mapped(self, tensor: torch.Tensor) -> bool:
+        """Whether all of ``tensor``'s data lies in a private file mapping (as read at construction)."""
+        if tensor.device.type != "cpu" or not tensor.is_contiguous() or not tensor.numel():
+            return False
+        first = tensor.data_ptr()
+        last = first + tensor.numel() * tensor.element_size()
+        return any(start <= first and last <= end for start, end in self._regions)
+
+    def release(self, tensors: tp.Iterable[torch.Tensor]) -> int:
+        """Release the file-mapped whole pages inside each tensor; returns the bytes released by this call."""
+        import ctypes
+        done = 0
+        for tensor in tensors:
+            if not self.is_file_mapped(tensor):
+                continue
+            first = tensor.data_ptr()
+            last = first + tensor.numel() * tensor.element_size()
+            lo, hi = -(-first // self._page) * self._page, last // self._page * self._page
+            if hi > lo and self._madvise is not None and \
+                    self._madvise(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), 4) == 0:  # MADV_DONTNEED
+                done += hi - lo
+        self.released += done
+        return done
+
+
 class CheckpointError(ValueError):
     """A checkpoint file cannot be used: unreadable, unsafe, or not the expected content."""
 

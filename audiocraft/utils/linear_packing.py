@@ -36,6 +36,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import native_kernels
+from .checkpoint_io import FilePages
 
 PACK_KINDS = ("native", "onednn", "bf16", "int8")
 _FP16_MAX = 65504.0
@@ -191,13 +192,19 @@ class _NativePacked(PackedWeight):
         plain = self._convert(weight.detach())
         self.is_packed = native_kernels.can_pack(self.shape, plain.dtype)
         self.stored = native_kernels.pack(plain) if self.is_packed else plain
+        # the arguments of the kernel call that do not change: ~3 us less per call than linear_packed()
+        self._call = native_kernels.bind(self.stored, self.scale, self.is_packed)
+        self._in_features = self.shape[1]
 
     def _convert(self, weight: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def linear(self, x: torch.Tensor, bias: tp.Optional[torch.Tensor]) -> torch.Tensor:
-        if bias is not None and bias.dtype != torch.float32:
-            bias = bias.float()
+        if bias is not None and (bias.dtype != torch.float32 or not bias.is_contiguous()):
+            bias = bias.float().contiguous()
+        if (x.dtype is torch.float32 and x.is_contiguous() and x.shape[-1] == self._in_features
+                and x.device.type == "cpu"):
+            return self._call(x, bias)  # the hot path of a decoding step
         if self.is_packed:
             out = native_kernels.linear_packed(x, self.stored, bias, self.scale)
         else:
@@ -404,13 +411,17 @@ class PackedLinear(PackableWeights, nn.Linear):
         return self.packed_linear(input, "weight", self.bias, activation)
 
 
-def pack_linear_weights(module: nn.Module, kind: str = "onednn", rows_hint: int = 2) -> int:
+def pack_linear_weights(module: nn.Module, kind: str = "onednn", rows_hint: int = 2,
+                        release_sources: bool = False) -> int:
     """Pack, in place, every linear weight under ``module``: plain ``nn.Linear`` submodules (their class becomes
     :class:`PackedLinear`, same parameters) and :class:`PackableWeights` modules. Returns the pieces packed.
 
     Args:
         kind: one of :data:`PACK_KINDS` (see the module docstring for what each computes).
         rows_hint: rows the inputs are expected to have (oneDNN picks its layout for it; any count works).
+        release_sources: after packing each module, release the pages of its former dense weights that are
+            mapped from a checkpoint file (see :class:`audiocraft.utils.checkpoint_io.FilePages`), so that
+            packing a memory-mapped model never holds two copies of it in memory.
     Raises:
         ValueError: unknown kind, or a weight not on the CPU / not floating point.
         RuntimeError: this PyTorch build lacks the kernels of ``kind``.
@@ -431,13 +442,18 @@ def pack_linear_weights(module: nn.Module, kind: str = "onednn", rows_hint: int 
                 raise ValueError(f"Packing needs floating point CPU weights; {type(child).__name__}.{name} is "
                                  f"{weight.dtype} on {weight.device}.")
     count = 0
+    pages = FilePages() if release_sources else None
     for child in targets:
         if type(child) is nn.Linear:
             child.__class__ = PackedLinear
         if not isinstance(child, PackableWeights):
             raise TypeError(f"{type(child).__name__} cannot hold packed weights.")
         child.__dict__["_rows_hint"] = rows_hint
+        sources = [getattr(child, name).data for name in {name for name, _, _ in child._pieces().values()}]
         count += child.pack_weights(kind, rows_hint)
+        if pages is not None:
+            pages.release(sources)
+        del sources
     release_free_memory()
     return count
 

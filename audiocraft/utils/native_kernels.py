@@ -34,6 +34,7 @@ KINDS = {torch.float32: 0, torch.bfloat16: 1, torch.int8: 2}
 _FLAGS = ["-O3", "-march=native", "-ffp-contract=fast", "-std=gnu++17", "-shared", "-fPIC"]
 _lock = threading.Lock()
 _state: tp.Dict[str, tp.Any] = {}
+_prepacking: tp.List["Prepacking"] = []
 
 
 def _cache_dir() -> Path:
@@ -107,6 +108,11 @@ def _load() -> tp.Optional[ctypes.CDLL]:
         lib.audiocraft_linear_packed.argtypes = [ctypes.c_int, ctypes.c_int] + [
             ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
             ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
+        lib.audiocraft_pack.restype = ctypes.c_int
+        lib.audiocraft_pack.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int,
+                                        ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+        lib.audiocraft_pack_many.restype = ctypes.c_int
+        lib.audiocraft_pack_many.argtypes = [ctypes.c_int] + [ctypes.c_void_p] * 8 + [ctypes.c_int]
         lib.audiocraft_vector_width.restype = ctypes.c_int
         lib.audiocraft_block_rows.restype = ctypes.c_int
         lib.audiocraft_block_rows.argtypes = [ctypes.c_int]
@@ -224,7 +230,15 @@ def pack(weight: torch.Tensor) -> torch.Tensor:
     out_features, in_features = weight.shape
     if out_features % block or in_features % chunk:
         raise ValueError(f"Cannot pack a [{out_features}, {in_features}] weight in blocks of {block} rows x {chunk}.")
-    return weight.reshape(out_features // block, block, in_features // chunk, chunk).permute(0, 2, 1, 3).contiguous()
+    weight = weight.contiguous()
+    for job in list(_prepacking):
+        found = job.lookup(weight, block)
+        if found is not None:
+            return found
+    packed = torch.empty((out_features // block, in_features // chunk, block, chunk), dtype=weight.dtype)
+    _check(_require().audiocraft_pack(weight.element_size(), weight.data_ptr(), out_features, in_features, block,
+                                      chunk, packed.data_ptr(), torch.get_num_threads()))
+    return packed
 
 
 def unpack(packed: torch.Tensor) -> torch.Tensor:
@@ -247,3 +261,100 @@ def linear_packed(x: torch.Tensor, packed: torch.Tensor, bias: tp.Optional[torch
                                         out_features, in_features, _ptr(scale), _ptr(bias), y.data_ptr(),
                                         out_features, torch.get_num_threads()))
     return y
+
+
+def bind(weight: torch.Tensor, scale: tp.Optional[torch.Tensor] = None,
+         packed: bool = False) -> tp.Callable[[torch.Tensor, tp.Optional[torch.Tensor]], torch.Tensor]:
+    """A fast ``f(x, bias)`` for one weight (plain, or made by :func:`pack` when ``packed``): the same results as
+    :func:`linear` / :func:`linear_packed`, for contiguous float32 ``x [..., in]`` and contiguous float32 ``bias``
+    (the caller checks; the weight must stay alive and unchanged)."""
+    lib = _require()
+    kind = KINDS[weight.dtype]
+    if packed:
+        nblocks, nchunks, block, chunk = weight.shape
+        out_features, in_features = nblocks * block, nchunks * chunk
+        fn = lib.audiocraft_linear_packed
+        head: tp.Tuple[int, ...] = (kind, block)
+    else:
+        out_features, in_features = weight.shape
+        fn = lib.audiocraft_linear
+        head = (kind,)
+    _check_vectors(kind, out_features, None, scale)
+    w_ptr, s_ptr = weight.data_ptr(), _ptr(scale)
+    get_threads, empty = torch.get_num_threads, torch.empty
+
+    def call(x: torch.Tensor, bias: tp.Optional[torch.Tensor]) -> torch.Tensor:
+        y = empty(x.shape[:-1] + (out_features,), dtype=torch.float32)
+        code = fn(*head, x.data_ptr(), in_features, x.numel() // in_features, w_ptr, out_features, in_features,
+                  s_ptr, None if bias is None else bias.data_ptr(), y.data_ptr(), out_features, get_threads())
+        if code != 0:
+            _check(code)
+        return y
+
+    return call
+
+
+class Prepacking:
+    """Packs weights on a background thread (one native call, without the GIL) while the caller goes on, e.g.
+    importing and building the rest of a model; :func:`pack` of one of those weights, or of a slice of whole
+    blocks of rows of one, then returns the result instead of packing again. Used as a context manager: the
+    shortcut lasts until exit, which also waits for the thread.
+
+    Only for tensors nobody modifies meanwhile (a checkpoint just loaded). With ``release_sources``, the pages of
+    each weight mapped from a file are released once it is packed (see
+    :class:`audiocraft.utils.checkpoint_io.FilePages`), so that memory holds one copy of the weights."""
+
+    def __init__(self, weights: tp.Iterable[torch.Tensor], threads: int = 1, release_sources: bool = False) -> None:
+        from .checkpoint_io import FilePages
+        lib = _require()
+        pages = FilePages() if release_sources else None
+        self._entries: tp.List[tp.Tuple[int, int, int, torch.dtype, torch.Tensor, torch.Tensor]] = []
+        args: tp.List[tp.List[int]] = [[] for _ in range(8)]
+        for weight in weights:
+            if weight.dim() != 2 or weight.dtype not in KINDS or not weight.is_contiguous() or \
+                    weight.device.type != "cpu" or not can_pack(tuple(weight.shape), weight.dtype):
+                continue
+            block, chunk = layout(weight.dtype)
+            out_features, in_features = weight.shape
+            packed = torch.empty((out_features // block, in_features // chunk, block, chunk), dtype=weight.dtype)
+            start = weight.data_ptr()
+            self._entries.append((start, start + weight.numel() * weight.element_size(), in_features, weight.dtype,
+                                  weight, packed))
+            release = pages is not None and pages.is_file_mapped(weight)
+            for values, value in zip(args, (weight.element_size(), start, out_features, in_features, block, chunk,
+                                            packed.data_ptr(), int(release))):
+                values.append(value)
+        arrays = [(ctypes.c_int * len(v))(*v) if k in (0, 4, 5, 7) else
+                  (ctypes.c_int64 * len(v))(*v) if k in (2, 3) else (ctypes.c_void_p * len(v))(*v)
+                  for k, v in enumerate(args)]
+        self._result: tp.List[int] = []
+        self._thread = threading.Thread(
+            target=lambda: self._result.append(lib.audiocraft_pack_many(len(self._entries), *arrays, threads)),
+            name="audiocraft-prepack", daemon=True)
+        self._thread.start()
+
+    def lookup(self, weight: torch.Tensor, block: int) -> tp.Optional[torch.Tensor]:
+        """The packed rows of ``weight`` (contiguous ``[rows, in]``), or None if they are not being packed here."""
+        first = weight.data_ptr()
+        last = first + weight.numel() * weight.element_size()
+        for start, end, in_features, dtype, _, packed in self._entries:
+            if start <= first and last <= end and dtype == weight.dtype and weight.shape[1] == in_features:
+                row0, rows = (first - start) // (in_features * weight.element_size()), weight.shape[0]
+                if (first - start) % (in_features * weight.element_size()) or row0 % block or rows % block:
+                    return None
+                self.wait()
+                return packed[row0 // block:(row0 + rows) // block]
+        return None
+
+    def wait(self) -> None:
+        self._thread.join()
+        if self._result != [0]:
+            raise RuntimeError("Packing weights on the background thread failed.")
+
+    def __enter__(self) -> "Prepacking":
+        _prepacking.append(self)
+        return self
+
+    def __exit__(self, *exc: tp.Any) -> None:
+        self._thread.join()
+        _prepacking.remove(self)
