@@ -134,3 +134,35 @@ def test_build_cache_and_switch_off(tmp_path):
     env["AUDIOCRAFT_NATIVE_KERNELS"] = "0"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.split()[0] == "False"
+
+
+def test_prepacking_serves_whole_weights_and_block_slices():
+    torch.manual_seed(0)
+    block, chunk = native_kernels.layout(torch.float32)
+    weights = [torch.randn(4 * block, 2 * chunk), torch.randn(2 * block, chunk)]
+    expected = [native_kernels.pack(w) for w in weights]
+    with native_kernels.Prepacking(weights) as job:
+        job.wait()
+        first = native_kernels.pack(weights[0])
+        assert torch.equal(first, expected[0])
+        part = native_kernels.pack(weights[0][block:3 * block])  # whole blocks of rows: a slice of the packed one
+        assert torch.equal(part, expected[0][1:3]) and part.data_ptr() == first[1:3].data_ptr()
+        assert torch.equal(native_kernels.pack(weights[1]), expected[1])
+        odd = native_kernels.pack(weights[0][1:block + 1])  # not on a block boundary: packed afresh
+        assert torch.equal(odd, native_kernels.pack(weights[0][1:block + 1].clone()))
+    assert native_kernels.pack(weights[0]).data_ptr() != first.data_ptr()  # the shortcut ends with the context
+
+
+def test_file_pages_released_from_a_memory_mapped_checkpoint(tmp_path):
+    from audiocraft.utils.checkpoint_io import FilePages, safe_torch_load
+    torch.manual_seed(0)
+    original = torch.randn(512, 1024)
+    torch.save({"w": original}, tmp_path / "ckpt.bin")
+    loaded = safe_torch_load(tmp_path / "ckpt.bin")["w"]
+    assert torch.equal(loaded, original)  # pages now mapped
+    pages = FilePages()
+    assert pages.is_file_mapped(loaded) and not pages.is_file_mapped(original)
+    assert pages.release([original]) == 0  # anonymous memory is never touched
+    assert pages.release([loaded]) >= loaded.numel() * 4 - 2 * 4096
+    assert torch.equal(loaded, original)  # read from the file again
+    assert torch.equal(original, original.clone()) and float(original.abs().sum()) > 0
