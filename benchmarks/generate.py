@@ -258,12 +258,12 @@ class _Transformers:
         start = time.perf_counter()  # load time: importing the model code, then loading
         from transformers import MusicgenForConditionalGeneration, T5Tokenizer
         self.model = MusicgenForConditionalGeneration.from_pretrained(str(folder)).eval()
+        self.tokenizer = T5Tokenizer.from_pretrained("t5-base")  # ours loads its tokenizer in get_pretrained too
         self.load_s = time.perf_counter() - start
         if precision == "bf16":
             self.model = self.model.to(torch.bfloat16)
         elif precision == "int8":
             self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
-        self.tokenizer = T5Tokenizer.from_pretrained("t5-base")
         self.text, self.steps, self.audio = _Timer(), _Timer(), _Timer()
         self.text.hook(self.model.text_encoder)
         self.steps.hook(self.model.decoder)
@@ -373,16 +373,16 @@ class Worker:
         return peak
 
 
-def measure_bandwidth(threads: int) -> float:
-    """Read bandwidth of main memory (GB/s): best of 7 sums over 1 GiB, with ``threads`` threads."""
+def measure_bandwidth(threads: int, samples: int = 7) -> tp.List[float]:
+    """Read bandwidth of main memory (GB/s): ``samples`` sums over 1 GiB, with ``threads`` threads."""
     torch.set_num_threads(threads)
     data = torch.ones(256 * 1024 * 1024)
-    best = float("inf")
-    for _ in range(7):
+    rates = []
+    for _ in range(samples):
         start = time.perf_counter()
         data.sum()
-        best = min(best, time.perf_counter() - start)
-    return data.numel() * 4 / best / 1e9
+        rates.append(data.numel() * 4 / (time.perf_counter() - start) / 1e9)
+    return rates
 
 
 def describe_machine() -> str:
@@ -424,6 +424,7 @@ def main() -> None:
     parser.add_argument("--batches", default="1,4")
     parser.add_argument("--precisions", default="fp32,bf16,int8")
     parser.add_argument("--fixtures", type=Path, default=None, help="reuse / keep the model folders here")
+    parser.add_argument("--load-reps", type=int, default=3, help="fresh processes timing the fp32 load, per impl")
     parser.add_argument("--worker", choices=["ours", "transformers"], help=argparse.SUPPRESS)
     parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -437,10 +438,10 @@ def main() -> None:
     batches = [int(b) for b in args.batches.split(",")]
     precisions = args.precisions.split(",")
     fixtures, tmp = prepare_fixtures(args.fixtures)
-    bandwidth = measure_bandwidth(args.threads)
+    rates = measure_bandwidth(args.threads)
     print(describe_machine(), flush=True)
-    print(f"threads {args.threads}; memory read bandwidth {bandwidth:.1f} GB/s; {frames} frames "
-          f"({args.seconds:g} s), {reps} alternating reps, medians", flush=True)
+    print(f"threads {args.threads}; memory read bandwidth {statistics.median(rates):.1f} GB/s (median; best "
+          f"{max(rates):.1f}); {frames} frames ({args.seconds:g} s), {reps} alternating reps, medians", flush=True)
 
     results: tp.Dict[tp.Tuple[str, str, int], tp.List[tp.Dict[str, float]]] = {}
     loads: tp.Dict[tp.Tuple[str, str], tp.Dict[str, float]] = {}
@@ -461,14 +462,38 @@ def main() -> None:
                     results.setdefault((impl, precision, batch), []).append(row)
                     print(f"  {impl:12s} {precision} batch {batch} rep {rep}: {row['step_ms']:.1f} ms/step, "
                           f"total {row['total_s']:.1f} s", flush=True)
+            rates += measure_bandwidth(args.threads, samples=3)  # the bandwidth under the same conditions
         for impl, w in workers.items():
             loads[(impl, precision)] = {"load_s": w.ready["load_s"], "load_peak": w.ready["load_peak_rss_gb"],
                                         "peak": w.close()}
+    load_times: tp.Dict[str, tp.List[float]] = {impl: [] for impl in ("ours", "transformers")}
+    for (impl, precision), load in loads.items():
+        if precision == "fp32":
+            load_times[impl].append(load["load_s"])
+    for rep in range(max(0, args.load_reps - 1) if "fp32" in precisions else 0):
+        for impl in (("transformers", "ours") if rep % 2 == 0 else ("ours", "transformers")):
+            w = Worker(impl, "fp32", fixtures, args.threads)  # a fresh process: import, then load
+            load_times[impl].append(float(w.ready["load_s"]))
+            w.close()
     if tmp is not None:
         tmp.cleanup()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"load average at the end: {load:.2f}")
+    bandwidth = statistics.median(rates)
+    print(f"memory read bandwidth over the run: median {bandwidth:.1f} GB/s of {len(rates)} samples "
+          f"(min {min(rates):.1f}, best {max(rates):.1f})")
     print_table(results, loads, accuracy, bandwidth, frames, batches, precisions)
+    for impl, times in load_times.items():
+        if times:
+            print(f"load {impl} fp32, fresh processes: median {statistics.median(times):.2f} s of "
+                  f"{', '.join(f'{t:.2f}' for t in times)}")
+    if all(load_times.values()):
+        ours, theirs = (statistics.median(load_times[k]) for k in ("ours", "transformers"))
+        print(f"load_ratio_vs_transformers (fp32, theirs / ours): {theirs / ours:.2f}")
+    if "fp32" in precisions:
+        best_floor = 1000 * weight_bytes_per_step("fp32") / (max(rates) * 1e9)
+        print("ours fp32 ms/step / floor at the best bandwidth sample: " + ", ".join(
+            f"{_median(results[('ours', 'fp32', b)], 'step_ms') / best_floor:.2f} (batch {b})" for b in batches))
 
 
 def print_table(results: tp.Dict[tp.Tuple[str, str, int], tp.List[tp.Dict[str, float]]],
@@ -511,7 +536,7 @@ def print_table(results: tp.Dict[tp.Tuple[str, str, int], tp.List[tp.Dict[str, f
         print(f"speedup_vs_transformers[{precision}]: {line}")
     if "fp32" in precisions:
         floor = 1000 * weight_bytes_per_step("fp32") / (bandwidth * 1e9)
-        print("ours fp32 ms/step / bandwidth floor: " + ", ".join(
+        print("ours fp32 ms/step / bandwidth floor (median bandwidth): " + ", ".join(
             f"{_median(results[('ours', 'fp32', b)], 'step_ms') / floor:.2f} (batch {b})" for b in batches))
         ratios = [f"{_median(results[('transformers', 'fp32', b)], 'step_ms') / _median(results[('ours', 'fp32', b)], 'step_ms'):.2f} (batch {b})"  # noqa: E501
                   for b in batches]

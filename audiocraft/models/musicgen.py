@@ -80,10 +80,13 @@ class MusicGen(BaseGenModel):
             dtype: weights of the language model. ``None`` / ``torch.float32``: exact float32 (the default).
                 ``torch.bfloat16``: bf16 weights, float32 activations (on CPU ~2x less memory read per step;
                 elsewhere the LM is converted with ``lm.to(dtype)``, e.g. ``torch.float16`` on a GPU).
-            quantize: ``None`` or ``'int8'`` (CPU only): int8 weight-only quantization of the LM's linear
-                layers, one scale per output channel, dynamic 8-bit activations (~4x less memory per step).
-            pack: on CPU, pack the float32 LM weights once for oneDNN (same math, ~2-3x faster decoding steps;
-                ``state_dict()`` and training still see plain weights). ``False`` keeps PyTorch's default layout.
+            quantize: ``None`` or ``'int8'`` (CPU only): int8 weights for the LM's linear layers, one scale per
+                output channel; activations quantized per row to int16 and the products summed exactly (~4x less
+                memory read per step).
+            pack: on CPU, run the LM's linear maps on the native kernels with the float32 weights rearranged once
+                (same math, ~3-4x faster decoding steps than PyTorch's default; packed while T5 loads, one copy in
+                memory; ``state_dict()`` and training still see plain weights). ``False`` keeps PyTorch's layout
+                and kernels.
             See :mod:`audiocraft.models.quantize` for the accuracy of each option.
         """
         if not isinstance(name, str) or not name:

@@ -7,10 +7,15 @@ weights there are and how fast a kernel streams them (:mod:`audiocraft.utils.lin
 ======================================  =========================  ==============================================
 call                                    weights read per step      results
 ======================================  =========================  ==============================================
-``prepare_lm_for_inference(lm)``        float32, oneDNN layout     the same float32 math (logits move by ~1e-6)
+``prepare_lm_for_inference(lm)``        float32, packed layout     the same float32 math (logits move by ~1e-6)
 ``dtype=torch.bfloat16``                bfloat16 (2 bytes)         bf16-rounded weights, float32 activations
-``quantize='int8'``                     int8 + a scale per row     int8 weights, bf16-rounded activations
+``quantize='int8'``                     int8 + a scale per row     int8 weights; activations on int16 per row,
+                                                                   products summed exactly (native kernels)
 ======================================  =========================  ==============================================
+
+With the native kernels (:mod:`audiocraft.utils.native_kernels`, the default where a C++ compiler is found) the
+float32 format is ``'native'``; without them it is ``'onednn'`` and bf16 / int8 run on fbgemm (whose int8
+quantizes activations to 8 bits per tensor: a larger error).
 
 Embeddings, norms and the conditioners (T5) are left as they are. On other devices than the CPU nothing is
 packed: ``dtype`` converts the whole LM (``lm.to(dtype)``) and ``quantize`` is refused.

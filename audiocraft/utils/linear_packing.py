@@ -9,6 +9,8 @@ number format:
 ==========  =========================================================  ========================================
 kind        what is kept                                               what is computed
 ==========  =========================================================  ========================================
+``native``  the float32 weight in the native kernels' packed layout    the same float32 products (summed in
+            (:mod:`audiocraft.utils.native_kernels`)                   another, fixed order: ~1e-7 relative)
 ``onednn``  the float32 weight in oneDNN's blocked layout              the same float32 products (summed in
                                                                        another order: ~1e-7 relative changes)
 ``bf16``    the weight rounded to bfloat16 (held as fbgemm float16,    float32 activations x bf16 weights,
@@ -17,6 +19,9 @@ kind        what is kept                                               what is c
 ``int8``    int8 weights, one scale per output row (symmetric,         activations quantized to 8 bits per call
             ``scale = max|row| / 127``), packed by fbgemm              (dynamic), int32 accumulation
 ==========  =========================================================  ========================================
+
+Where the native kernels are built, ``bf16`` and ``int8`` use them too (packed layout; int8: activations
+quantized per row to int16 and the products summed exactly in integers, a smaller error than fbgemm's).
 
 One copy of each weight: while packed, the module's ``Parameter`` keeps its identity (optimizers, hooks) but holds
 an empty tensor. ``state_dict()`` rebuilds the dense weight (dequantized for ``bf16``/``int8``);
