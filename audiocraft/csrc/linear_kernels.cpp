@@ -15,6 +15,9 @@
 #include <cstring>
 #include <limits>
 #include <vector>
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 #if defined(__linux__)
 #include <sys/mman.h>
 #include <unistd.h>
@@ -420,6 +423,89 @@ int linear_i8(int block, const float *x, int64_t ldx, int64_t rows, const int8_t
     return 0;
 }
 
+// ---- attention of one query step ---------------------------------------------------------------------------
+// out[b, h] = softmax(scale * q[b, h] . k[b, h, s]) @ v[b, h, s] over the S keys, for each batch item and head:
+// what a decoding step of a transformer computes, reading each key and value once. Threads split the (b, h)
+// pairs; each is computed by one thread in a fixed order.
+
+#if defined(__AVX512F__)
+inline vf vexp(vf x) {  // e^x for x <= 0 (scores minus their max): range reduction, then a degree-6 polynomial
+    const __m512 ln2_hi = _mm512_set1_ps(0.693359375f), ln2_lo = _mm512_set1_ps(-2.12194440e-4f);
+    __m512 v = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(v, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, ln2_hi, v);
+    r = _mm512_fnmadd_ps(n, ln2_lo, r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, n);
+}
+#else
+inline vf vexp(vf x) {
+    vf out;
+    for (int k = 0; k < VW; ++k) out[k] = std::exp(x[k] < -87.0f ? -87.0f : x[k]);
+    return out;
+}
+#endif
+
+void attend_one(const float *q, const float *k, int64_t sk, const float *v, int64_t sv, int64_t S, int64_t D,
+                float scale, float *out, float *scores) {
+    float m = -std::numeric_limits<float>::infinity();
+    for (int64_t s = 0; s < S; ++s) {
+        const float *ks = k + s * sk;
+        vf acc = vf{};
+        int64_t d = 0;
+        for (; d + VW <= D; d += VW) acc += load(q + d) * load(ks + d);
+        float dot = hsum(acc);
+        for (; d < D; ++d) dot += q[d] * ks[d];
+        scores[s] = dot * scale;
+        m = scores[s] > m ? scores[s] : m;
+    }
+    float total = 0.0f;
+    int64_t s = 0;
+    vf tv = vf{};
+    const vf mv = vf{} + m;
+    for (; s + VW <= S; s += VW) {
+        vf e = vexp(load(scores + s) - mv);
+        std::memcpy(scores + s, &e, sizeof e);
+        tv += e;
+    }
+    total = hsum(tv);
+    for (; s < S; ++s) {
+        scores[s] = std::exp(scores[s] - m);
+        total += scores[s];
+    }
+    const float inv = 1.0f / total;
+    int64_t d = 0;
+    for (; d + 4 * VW <= D; d += 4 * VW) {  // four vectors of the output at a time
+        vf a0 = vf{}, a1 = vf{}, a2 = vf{}, a3 = vf{};
+        for (int64_t t = 0; t < S; ++t) {
+            const float *vs = v + t * sv + d;
+            const vf p = vf{} + scores[t];
+            a0 += p * load(vs); a1 += p * load(vs + VW); a2 += p * load(vs + 2 * VW); a3 += p * load(vs + 3 * VW);
+        }
+        a0 *= inv; a1 *= inv; a2 *= inv; a3 *= inv;
+        std::memcpy(out + d, &a0, sizeof a0); std::memcpy(out + d + VW, &a1, sizeof a1);
+        std::memcpy(out + d + 2 * VW, &a2, sizeof a2); std::memcpy(out + d + 3 * VW, &a3, sizeof a3);
+    }
+    for (; d + VW <= D; d += VW) {
+        vf a = vf{};
+        for (int64_t t = 0; t < S; ++t) a += (vf{} + scores[t]) * load(v + t * sv + d);
+        a *= inv;
+        std::memcpy(out + d, &a, sizeof a);
+    }
+    for (; d < D; ++d) {
+        float a = 0.0f;
+        for (int64_t t = 0; t < S; ++t) a += scores[t] * v[t * sv + d];
+        out[d] = a * inv;
+    }
+}
+
 }  // namespace
 
 extern "C" {
@@ -486,6 +572,26 @@ int audiocraft_pack_many(int n, const int *size, const void *const *w, const int
 #endif
     }
     return failed;
+}
+
+// One query step of attention (see attend_one): q [B, H, D], k / v [B, H, S, D] and out [B, H, D], each with
+// its own strides (elements) for b, h and s; the last dimension is contiguous. Returns 0, or 1 for bad arguments.
+int audiocraft_attend(const float *q, int64_t qb, int64_t qh, const float *k, int64_t kb, int64_t kh, int64_t ks,
+                      const float *v, int64_t vb, int64_t vh, int64_t vs, float *out, int64_t ob, int64_t oh,
+                      int64_t B, int64_t H, int64_t S, int64_t D, float scale, int threads) {
+    if (B < 0 || H < 0 || S < 1 || D < 1 || threads < 1) return 1;
+    std::vector<float> scratch(static_cast<size_t>(threads * S));
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t i = 0; i < B * H; ++i) {
+        int slot = 0;
+#if defined(_OPENMP)
+        slot = omp_get_thread_num();
+#endif
+        const int64_t b = i / H, h = i % H;
+        attend_one(q + b * qb + h * qh, k + b * kb + h * kh, ks, v + b * vb + h * vh, vs, S, D, scale,
+                   out + b * ob + h * oh, scratch.data() + slot * S);
+    }
+    return 0;
 }
 
 int audiocraft_vector_width(void) { return VW; }

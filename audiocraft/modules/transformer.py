@@ -29,6 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint as torch_checkpoint
 
+from ..utils import native_kernels
 from ..utils.linear_packing import PackableWeights, PackedLinear, WeightPieces
 from .activations import Activation, get_activation_fn, is_gated
 from .rope import RotaryEmbedding
@@ -304,6 +305,10 @@ class StreamingMultiheadAttention(PackableWeights, StreamingModule):
             out = xops.memory_efficient_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
                                                   attn_bias=bias, p=p)
             return out.transpose(1, 2)
+        if (mask is None and not is_causal and p == 0.0 and q.shape[2] == 1 and q.dtype == torch.float32
+                and q.device.type == "cpu" and k.dtype == torch.float32 and k.shape[2] > 0
+                and not torch.is_grad_enabled() and native_kernels.available()):
+            return native_kernels.attend(q, k, v)  # a decoding step: each cached key and value read once
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=is_causal)
 
     def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,

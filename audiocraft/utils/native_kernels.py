@@ -113,6 +113,10 @@ def _load() -> tp.Optional[ctypes.CDLL]:
                                         ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
         lib.audiocraft_pack_many.restype = ctypes.c_int
         lib.audiocraft_pack_many.argtypes = [ctypes.c_int] + [ctypes.c_void_p] * 8 + [ctypes.c_int]
+        lib.audiocraft_attend.restype = ctypes.c_int
+        ptr, i64 = ctypes.c_void_p, ctypes.c_int64
+        lib.audiocraft_attend.argtypes = [ptr, i64, i64, ptr, i64, i64, i64, ptr, i64, i64, i64, ptr, i64, i64,
+                                          i64, i64, i64, i64, ctypes.c_float, ctypes.c_int]
         lib.audiocraft_vector_width.restype = ctypes.c_int
         lib.audiocraft_block_rows.restype = ctypes.c_int
         lib.audiocraft_block_rows.argtypes = [ctypes.c_int]
@@ -358,3 +362,26 @@ class Prepacking:
     def __exit__(self, *exc: tp.Any) -> None:
         self._thread.join()
         _prepacking.remove(self)
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Attention of a single query step: ``softmax(q k^T / sqrt(D)) v`` for ``q [B, H, 1, D]`` and keys / values
+    ``[B, H, S, D]`` (float32 CPU tensors, any strides but a contiguous last dimension, e.g. views of a key/value
+    cache); what ``F.scaled_dot_product_attention`` computes without a mask, reading each key and value once.
+    Returns ``[B, H, 1, D]``."""
+    lib = _require()
+    B, H, T, D = q.shape
+    S = k.shape[2]
+    if T != 1 or k.shape != (B, H, S, D) or v.shape != (B, H, S, D) or S < 1:
+        raise ValueError(f"attend needs q [B, H, 1, D] and k, v [B, H, S >= 1, D], got {tuple(q.shape)}, "
+                         f"{tuple(k.shape)}, {tuple(v.shape)}.")
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if t.dtype != torch.float32 or t.device.type != "cpu" or t.stride(-1) != 1:
+            raise ValueError(f"{name} must be a float32 CPU tensor with a contiguous last dimension.")
+    out = torch.empty((B, H, 1, D), dtype=torch.float32)
+    _check(lib.audiocraft_attend(q.data_ptr(), q.stride(0), q.stride(1),
+                                 k.data_ptr(), k.stride(0), k.stride(1), k.stride(2),
+                                 v.data_ptr(), v.stride(0), v.stride(1), v.stride(2),
+                                 out.data_ptr(), out.stride(0), out.stride(1), B, H, S, D, D ** -0.5,
+                                 torch.get_num_threads()))
+    return out

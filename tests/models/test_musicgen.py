@@ -241,6 +241,7 @@ def test_get_pretrained_packs_fp32_by_default_and_keeps_the_goldens():
     assert torch.equal(tokens, g["tokens"])
     plain = MusicGen.get_pretrained("facebook/musicgen-small", device="cpu", pack=False)
     assert type(plain.lm.linears[0]) is torch.nn.Linear
+    assert not native_kernels._prepacking  # the background packing of the load is over and forgotten
 
 
 @pytest.mark.parametrize("kwargs, kind", [(dict(dtype=torch.bfloat16), "bf16"), (dict(quantize="int8"), "int8"),

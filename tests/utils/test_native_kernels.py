@@ -166,3 +166,25 @@ def test_file_pages_released_from_a_memory_mapped_checkpoint(tmp_path):
     assert pages.release([loaded]) >= loaded.numel() * 4 - 2 * 4096
     assert torch.equal(loaded, original)  # read from the file again
     assert torch.equal(original, original.clone()) and float(original.abs().sum()) > 0
+
+
+@pytest.mark.parametrize("B, H, S, D", [(1, 1, 1, 16), (2, 4, 7, 64), (3, 2, 33, 24), (2, 16, 250, 64), (1, 3, 5, 72)])
+def test_attend_matches_sdpa_on_cache_views(B, H, S, D):
+    torch.manual_seed(S * 100 + D)
+    cache_k, cache_v = torch.randn(B, H, S + 9, D) * 3, torch.randn(B, H, S + 9, D)
+    k, v = cache_k[:, :, :S], cache_v[:, :, :S]  # views with the cache's strides, as in a decoding step
+    q = torch.randn(B, 1, H, D).transpose(1, 2)  # [B, H, 1, D], heads not contiguous
+    out = native_kernels.attend(q, k, v)
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    assert out.shape == (B, H, 1, D)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_attend_errors():
+    q, k = torch.randn(1, 2, 1, 8), torch.randn(1, 2, 5, 8)
+    with pytest.raises(ValueError, match=r"attend needs q \[B, H, 1, D\]"):
+        native_kernels.attend(torch.randn(1, 2, 2, 8), k, k)
+    with pytest.raises(ValueError, match=r"attend needs q \[B, H, 1, D\]"):
+        native_kernels.attend(q, k, torch.randn(1, 2, 4, 8))
+    with pytest.raises(ValueError, match="k must be a float32 CPU tensor"):
+        native_kernels.attend(q, k.double(), k)
