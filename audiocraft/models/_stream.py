@@ -13,6 +13,7 @@ import typing as tp
 
 import torch
 
+from ..utils import native_kernels
 from ..utils.cancel import CancelToken
 
 if tp.TYPE_CHECKING:
@@ -80,6 +81,7 @@ def stream_audio(model: "BaseGenModel", run: tp.Callable[["GenerationOptions"], 
         finally:
             out.put(_DONE)
 
+    native_kernels.release_openmp_threads()  # else the worker's OpenMP regions wake sleeping threads every time
     thread = threading.Thread(target=worker, name="musicgen-stream", daemon=True)
     thread.start()
     pending: tp.List[torch.Tensor] = []
