@@ -129,6 +129,7 @@ class MusicGen(BaseGenModel):
                 chroma._use_masking = False
                 chroma.stem_separation = stem_separation
             prepare_lm_for_inference(lm, dtype=dtype, quantize=quantize, pack=pack, release_sources=True)
+        native_kernels.release_openmp_threads()  # the loading thread's pool: generation may run on another thread
         return MusicGen(name, compression_model, lm)
 
     def set_generation_params(self, use_sampling: bool = True, top_k: int = 250, top_p: float = 0.0,
