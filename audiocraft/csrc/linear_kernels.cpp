@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 #if defined(_OPENMP)
 #include <omp.h>
@@ -44,10 +45,8 @@ constexpr int ACC = 8;
 #endif
 
 typedef float vf __attribute__((vector_size(VW * 4)));
-typedef int32_t vi __attribute__((vector_size(VW * 4)));
 typedef uint32_t vu __attribute__((vector_size(VW * 4)));
 typedef uint16_t vh __attribute__((vector_size(VW * 2)));
-typedef int8_t vb __attribute__((vector_size(VW)));
 
 inline vf load(const float *p) { vf v; std::memcpy(&v, p, sizeof v); return v; }
 
@@ -56,16 +55,10 @@ inline vf load(const uint16_t *p) {  // bfloat16: the high half of a float32
     __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(p)));
     return reinterpret_cast<vf>(_mm512_slli_epi32(u, 16));
 }
-inline vf load(const int8_t *p) {
-    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p))));
-}
 #elif defined(__AVX2__)
 inline vf load(const uint16_t *p) {
     __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p)));
     return reinterpret_cast<vf>(_mm256_slli_epi32(u, 16));
-}
-inline vf load(const int8_t *p) {
-    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i *>(p))));
 }
 #else
 inline vf load(const uint16_t *p) {
@@ -73,15 +66,10 @@ inline vf load(const uint16_t *p) {
     vu u = __builtin_convertvector(h, vu) << 16;
     vf v; std::memcpy(&v, &u, sizeof v); return v;
 }
-inline vf load(const int8_t *p) {
-    vb b; std::memcpy(&b, p, sizeof b);
-    return __builtin_convertvector(__builtin_convertvector(b, vi), vf);
-}
 #endif
 
 inline float scalar(const float *p) { return *p; }
 inline float scalar(const uint16_t *p) { uint32_t u = uint32_t(*p) << 16; float f; std::memcpy(&f, &u, 4); return f; }
-inline float scalar(const int8_t *p) { return float(*p); }
 
 inline float hsum(vf v) {
 #if defined(__AVX512F__)
@@ -148,43 +136,50 @@ inline void block(const float *x, int64_t ldx, const T *w, int64_t in, float *y,
     }
 }
 
-// block<rt, OB> for a run-time rt in 1..RT.
-template <int RT, int OB, bool PACKED, class T>
-inline void block_rows(int rt, const float *x, int64_t ldx, const T *w, int64_t in, float *y, int64_t ldy,
-                       const float *scale, const float *bias) {
+// f(std::integral_constant<int, r>) for a run-time r in 1..RT: the block functions need R at compile time.
+template <int RT, class F>
+inline void with_rows(int r, const F &f) {
     if constexpr (RT > 0) {
-        if (rt == RT)
-            block<RT, OB, PACKED>(x, ldx, w, in, y, ldy, scale, bias);
+        if (r == RT)
+            f(std::integral_constant<int, RT>{});
         else
-            block_rows<RT - 1, OB, PACKED>(rt, x, ldx, w, in, y, ldy, scale, bias);
+            with_rows<RT - 1>(r, f);
     }
 }
 
-// Rows in tiles of RT, weight rows in blocks of OB; threads split the blocks (contiguous bands of weights). A
-// block is read from memory once: the later row tiles find it in the cache.
-template <int RT, int OB, bool PACKED, class T>
-void gemv(const float *x, int64_t ldx, int64_t rows, const T *w, int64_t out, int64_t in, const float *scale,
-          const float *bias, float *y, int64_t ldy, int threads) {
+// Threads split the weight rows in blocks of OB (contiguous bands of weights); each block goes through the rows of
+// x in tiles of RT: tile(o0, r0, rt, std::integral_constant<int, ob>) for the block of weight rows from o0, with
+// ob = OB, or one row at a time for a last, shorter block (only in the plain layout). A block is read from memory
+// once: the later row tiles find it in the cache.
+template <int RT, int OB, class Tile>
+void for_each_tile(int64_t rows, int64_t out, int threads, const Tile &tile) {
     const int64_t nblocks = (out + OB - 1) / OB;
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t b = 0; b < nblocks; ++b) {
         const int64_t o0 = b * OB;
-        const int ob = out - o0 < OB ? int(out - o0) : OB;  // < OB only in the plain layout
-        const T *wb = w + o0 * in;
+        const int ob = out - o0 < OB ? int(out - o0) : OB;
         for (int64_t r0 = 0; r0 < rows; r0 += RT) {
             const int rt = rows - r0 < RT ? int(rows - r0) : RT;
-            const float *xr = x + r0 * ldx;
-            float *yr = y + r0 * ldy + o0;
             if (ob == OB) {
-                block_rows<RT, OB, PACKED>(rt, xr, ldx, wb, in, yr, ldy, scale ? scale + o0 : nullptr,
-                                           bias ? bias + o0 : nullptr);
+                tile(o0, r0, rt, std::integral_constant<int, OB>{});
             } else {
-                for (int o = 0; o < ob; ++o)
-                    block_rows<RT, 1, false>(rt, xr, ldx, wb + o * in, in, yr + o, ldy,
-                                             scale ? scale + o0 + o : nullptr, bias ? bias + o0 + o : nullptr);
+                for (int o = 0; o < ob; ++o) tile(o0 + o, r0, rt, std::integral_constant<int, 1>{});
             }
         }
     }
+}
+
+template <int RT, int OB, bool PACKED, class T>
+void gemv(const float *x, int64_t ldx, int64_t rows, const T *w, int64_t out, int64_t in, const float *scale,
+          const float *bias, float *y, int64_t ldy, int threads) {
+    for_each_tile<RT, OB>(rows, out, threads, [&](int64_t o0, int64_t r0, int rt, auto ob) {
+        constexpr int N = decltype(ob)::value;
+        with_rows<RT>(rt, [&](auto r) {
+            block<decltype(r)::value, N, PACKED && N == OB>(x + r0 * ldx, ldx, w + o0 * in, in, y + r0 * ldy + o0,
+                                                            ldy, scale ? scale + o0 : nullptr,
+                                                            bias ? bias + o0 : nullptr);
+        });
+    });
 }
 
 constexpr int cap(int v) { return v < 1 ? 1 : (v > 8 ? 8 : v); }
@@ -339,39 +334,16 @@ inline void block_i8(const int16_t *xq, int64_t ldq, const float *xs, const int8
 }
 
 template <int RT, int OB, bool PACKED>
-inline void block_i8_rows(int rt, const int16_t *xq, int64_t ldq, const float *xs, const int8_t *w, int64_t in,
-                          float *y, int64_t ldy, const float *scale, const float *bias) {
-    if constexpr (RT > 0) {
-        if (rt == RT)
-            block_i8<RT, OB, PACKED>(xq, ldq, xs, w, in, y, ldy, scale, bias);
-        else
-            block_i8_rows<RT - 1, OB, PACKED>(rt, xq, ldq, xs, w, in, y, ldy, scale, bias);
-    }
-}
-
-template <int RT, int OB, bool PACKED>
 void gemv_i8(const int16_t *xq, const float *xs, int64_t rows, const int8_t *w, int64_t out, int64_t in,
              const float *scale, const float *bias, float *y, int64_t ldy, int threads) {
-    const int64_t nblocks = (out + OB - 1) / OB;
-#pragma omp parallel for schedule(static) num_threads(threads)
-    for (int64_t b = 0; b < nblocks; ++b) {
-        const int64_t o0 = b * OB;
-        const int ob = out - o0 < OB ? int(out - o0) : OB;  // < OB only in the plain layout
-        const int8_t *wb = w + o0 * in;
-        for (int64_t r0 = 0; r0 < rows; r0 += RT) {
-            const int rt = rows - r0 < RT ? int(rows - r0) : RT;
-            const int16_t *xr = xq + r0 * in;
-            float *yr = y + r0 * ldy + o0;
-            if (ob == OB) {
-                block_i8_rows<RT, OB, PACKED>(rt, xr, in, xs + r0, wb, in, yr, ldy, scale + o0,
-                                              bias ? bias + o0 : nullptr);
-            } else {
-                for (int o = 0; o < ob; ++o)
-                    block_i8_rows<RT, 1, false>(rt, xr, in, xs + r0, wb + o * in, in, yr + o, ldy, scale + o0 + o,
-                                                bias ? bias + o0 + o : nullptr);
-            }
-        }
-    }
+    for_each_tile<RT, OB>(rows, out, threads, [&](int64_t o0, int64_t r0, int rt, auto ob) {
+        constexpr int N = decltype(ob)::value;
+        with_rows<RT>(rt, [&](auto r) {
+            block_i8<decltype(r)::value, N, PACKED && N == OB>(xq + r0 * in, in, xs + r0, w + o0 * in, in,
+                                                               y + r0 * ldy + o0, ldy, scale + o0,
+                                                               bias ? bias + o0 : nullptr);
+        });
+    });
 }
 
 // Quantizes each row of x to int16 (scale max |x| / 32767); a row holding NaN or inf gets a NaN scale.
@@ -593,8 +565,6 @@ int audiocraft_attend(const float *q, int64_t qb, int64_t qh, const float *k, in
     }
     return 0;
 }
-
-int audiocraft_vector_width(void) { return VW; }
 
 // The packed layout of a kind: blocks of `block` rows, chunks of `chunk` columns (see block() and block_i8()).
 // Floats: the widest block one pass of two rows of x keeps in registers; int8: four rows of x.

@@ -49,7 +49,6 @@ class FilePages:
                 self._madvise = ctypes.CDLL(None, use_errno=True).madvise
             except (OSError, AttributeError):
                 self._regions = []
-        self.released = 0
 
     def is_file_mapped(self, tensor: torch.Tensor) -> bool:
         """Whether all of ``tensor``'s data lies in a private file mapping (as read at construction)."""
@@ -72,7 +71,6 @@ class FilePages:
             if hi > lo and self._madvise is not None and \
                     self._madvise(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), 4) == 0:  # MADV_DONTNEED
                 done += hi - lo
-        self.released += done
         return done
 
 
@@ -88,23 +86,20 @@ def _detail(err: BaseException) -> str:
     return f"{type(err).__name__}: {lines[0] if lines else ''}".rstrip(": ")
 
 
+def _head(path: Path) -> tp.Optional[bytes]:
+    """The first two bytes of ``path`` (None if it cannot be read)."""
+    try:
+        with open(path, "rb") as file:
+            return file.read(2)
+    except OSError:
+        return None
+
+
 def _is_garbage(path: Path) -> bool:
     """True when ``path`` starts like no torch checkpoint: neither a zip archive (``PK``) nor a pickle of protocol
     >= 2 (legacy format, or a bare pickle, which stays 'refused': it may hold code)."""
-    try:
-        with open(path, "rb") as file:
-            head = file.read(2)
-    except OSError:
-        return False
-    return not (head == b"PK" or head[:1] == b"\x80")
-
-
-def _is_zip(path: Path) -> bool:
-    try:
-        with open(path, "rb") as file:
-            return file.read(2) == b"PK"
-    except OSError:
-        return False
+    head = _head(path)
+    return head is not None and not (head == b"PK" or head[:1] == b"\x80")
 
 
 def safe_torch_load(path: tp.Union[str, Path]) -> tp.Any:
@@ -121,7 +116,7 @@ def safe_torch_load(path: tp.Union[str, Path]) -> tp.Any:
     try:
         # zip archives (torch >= 1.6) are memory-mapped: tensors are read from the page cache as they are used,
         # without a copy; legacy files are read whole
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=_is_zip(path))
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=_head(path) == b"PK")
     except pickle.UnpicklingError as err:
         if "weights only load failed" in str(err).lower() and not _is_garbage(path):
             raise CheckpointError(

@@ -238,7 +238,7 @@ class NativeWeight(_NativePacked):
         self.shares_parameter = not self.is_packed and weight.is_contiguous()
 
     def _convert(self, weight: torch.Tensor) -> torch.Tensor:
-        return weight if weight.is_contiguous() else weight.contiguous()
+        return weight.contiguous()  # the tensor itself when already contiguous
 
     def dense(self) -> torch.Tensor:
         return self._plain()

@@ -27,6 +27,8 @@ import typing as tp
 
 import torch
 
+from .checkpoint_io import FilePages
+
 logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).resolve().parent.parent / "csrc" / "linear_kernels.cpp"
@@ -117,7 +119,6 @@ def _load() -> tp.Optional[ctypes.CDLL]:
         ptr, i64 = ctypes.c_void_p, ctypes.c_int64
         lib.audiocraft_attend.argtypes = [ptr, i64, i64, ptr, i64, i64, i64, ptr, i64, i64, i64, ptr, i64, i64,
                                           i64, i64, i64, i64, ctypes.c_float, ctypes.c_int]
-        lib.audiocraft_vector_width.restype = ctypes.c_int
         lib.audiocraft_block_rows.restype = ctypes.c_int
         lib.audiocraft_block_rows.argtypes = [ctypes.c_int]
         lib.audiocraft_chunk.restype = ctypes.c_int
@@ -309,17 +310,18 @@ class Prepacking:
     :class:`audiocraft.utils.checkpoint_io.FilePages`), so that memory holds one copy of the weights."""
 
     def __init__(self, weights: tp.Iterable[torch.Tensor], threads: int = 1, release_sources: bool = False) -> None:
-        from .checkpoint_io import FilePages
         lib = _require()
         pages = FilePages() if release_sources else None
         self._entries: tp.List[tp.Tuple[int, int, int, torch.dtype, torch.Tensor, torch.Tensor]] = []
         args: tp.List[tp.List[int]] = [[] for _ in range(8)]
         for weight in weights:
             if weight.dim() != 2 or weight.dtype not in KINDS or not weight.is_contiguous() or \
-                    weight.device.type != "cpu" or not can_pack(tuple(weight.shape), weight.dtype):
+                    weight.device.type != "cpu":
                 continue
             block, chunk = layout(weight.dtype)
             out_features, in_features = weight.shape
+            if out_features % block or in_features % chunk:
+                continue
             packed = torch.empty((out_features // block, in_features // chunk, block, chunk), dtype=weight.dtype)
             start = weight.data_ptr()
             self._entries.append((start, start + weight.numel() * weight.element_size(), in_features, weight.dtype,
