@@ -97,9 +97,8 @@ class MusicGen(BaseGenModel):
         if dtype is not None and not isinstance(dtype, torch.dtype):
             raise TypeError(f"dtype must be None or a torch.dtype (torch.float32, torch.bfloat16), got {dtype!r}.")
         on_cpu = torch.device(device).type == "cpu"
-        if on_cpu:
-            weight_format(dtype, quantize)  # refuses what the CPU path cannot do, before any loading
-        elif quantize is not None:
+        cpu_format = weight_format(dtype, quantize) if on_cpu else None  # refuses what the CPU path cannot do
+        if not on_cpu and quantize is not None:
             raise ValueError(f"quantize={quantize!r} is only implemented for CPU inference; device is {device!r}.")
         if name == "debug":
             from .builders import get_debug_compression_model, get_debug_lm_model
@@ -115,7 +114,7 @@ class MusicGen(BaseGenModel):
         with contextlib.ExitStack() as stack:
             def prepack(state: tp.Mapping[str, tp.Any]) -> None:
                 # the float32 weights are packed on a thread of their own while T5 is imported and built
-                if on_cpu and pack and weight_format(dtype, quantize) == "native":
+                if pack and cpu_format == "native":
                     stack.enter_context(native_kernels.Prepacking(
                         [v for k, v in state.items() if isinstance(v, torch.Tensor) and v.dtype == torch.float32
                          and str(k).startswith(("transformer.", "linears."))], release_sources=True))
