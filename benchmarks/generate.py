@@ -215,8 +215,8 @@ class _Ours:
                                          "int8": {"quantize": "int8"}}[precision]
         start = time.perf_counter()  # load time: importing the model code (with T5's), then loading
         from audiocraft.models import MusicGen
-        from audiocraft.models.quantize import prepare_lm_for_inference
-        from audiocraft.models.quantize import weight_format
+        from audiocraft.backends.cpu.formats import prepare_lm_for_inference
+        from audiocraft.backends.cpu.formats import weight_format
         if options and set(options) <= set(inspect.signature(MusicGen.get_pretrained).parameters):
             self.model = MusicGen.get_pretrained(str(folder), device="cpu", **options)
         else:

@@ -1,8 +1,9 @@
-"""BaseGenModel: what every generative model facade shares (MusicGen derives from it).
+"""BaseGenModel: what every generative model facade shares (MusicGen and AudioGen derive from it).
 
 It owns a compression model (audio <-> tokens) and a language model over those tokens, turns user
-inputs (descriptions, audio prompts) into ``ConditioningAttributes`` and prompt tokens, asks the LM for
-tokens and decodes them to audio.
+inputs (descriptions, melodies, audio prompts) into ``ConditioningAttributes`` and prompt tokens, asks the LM for
+tokens (in overlapping windows beyond ``max_duration``, :mod:`.windows`) and decodes them to audio. Streaming
+output (:mod:`.stream`) and long-form schedules (:mod:`.long_form`) are built on the same pieces.
 """
 from __future__ import annotations
 
@@ -13,19 +14,24 @@ import typing as tp
 
 import torch
 
+from .. import backends
 from ..data.audio_utils import MAX_SAMPLE_RATE, convert_audio
 from ..modules.conditioners import ConditioningAttributes
-from ..utils import native_kernels
 from ..utils.autocast import TorchAutocast
 from ..utils.cancel import CancelToken
 from ..utils.tokens_io import load_tokens
 from ..utils.validation import check_descriptions, check_number, check_tokens, check_waveform
 from .encodec import CompressionModel
 from .lm import LMModel
+from .melody import (MELODY_CONDITION, MelodyList, MelodyType, check_melodies, melody_condition, null_melody,
+                     tiled_melody)
+from .windows import Progress, ProgressCallback, Window, window_plan
 
-ProgressCallback = tp.Callable[[int, int], tp.Any]
 MAX_BATCH_SIZE = 1024  # generate_unconditional's num_samples: beyond, memory and time grow without bound
 SeedType = tp.Union[None, int, tp.Sequence[tp.Union[int, torch.Generator]]]
+AudioAndTokens = tp.Union[torch.Tensor, tp.Tuple[torch.Tensor, torch.Tensor]]
+# Called before each window with the window and the attributes it will be generated with (it may change them).
+WindowHook = tp.Callable[[Window, tp.List[ConditioningAttributes]], None]
 
 
 @dataclasses.dataclass
@@ -35,18 +41,10 @@ class GenerationOptions:
     generators: one ``torch.Generator`` per item (None: torch's global RNG, as Audiocraft).
     cancel: a :class:`CancelToken`; when set, generation stops and returns what it has.
     on_frames: called with each block of newly completed frames ``[B, K, n]`` (streaming output).
-    schedule: long-form text schedule ``[(start_s, description or [description per item]), ...]``.
-    melody_schedule: long-form melody schedule ``[(start_s, wav [C, T] at the model rate or None), ...]``.
-    crossfade: long-form: seconds over which a window whose conditions changed fades in from the previous
-        conditions' continuation (0: off). The continuations are collected in ``crossfades``.
     """
     generators: tp.Optional[tp.List[torch.Generator]] = None
     cancel: tp.Optional[CancelToken] = None
     on_frames: tp.Optional[tp.Callable[[torch.Tensor], tp.Any]] = None
-    schedule: tp.Optional[tp.List[tp.Tuple[float, tp.Any]]] = None
-    melody_schedule: tp.Optional[tp.List[tp.Tuple[float, tp.Optional[torch.Tensor]]]] = None
-    crossfade: float = 0.0
-    crossfades: tp.List[tp.Tuple[int, torch.Tensor]] = dataclasses.field(default_factory=list)
 
     @property
     def lm_kwargs(self) -> tp.Dict[str, tp.Any]:
@@ -142,6 +140,11 @@ class BaseGenModel(ABC):
         """Channels of the generated audio (1 for MusicGen mono)."""
         return self.compression_model.channels
 
+    @property
+    def has_melody(self) -> bool:
+        """Whether the model is conditioned on melodies (a chroma ``self_wav`` conditioner)."""
+        return MELODY_CONDITION in self.lm.condition_provider.conditioners
+
     def set_custom_progress_callback(self, progress_callback: tp.Optional[ProgressCallback] = None) -> None:
         """Called as ``progress_callback(generated_steps, total_steps)`` during generation."""
         if progress_callback is not None and not callable(progress_callback):
@@ -159,8 +162,7 @@ class BaseGenModel(ABC):
 
     # ---- generation entry points --------------------------------------------------------------
     def generate_unconditional(self, num_samples: int, progress: bool = False, return_tokens: bool = False, *,
-                               seed: SeedType = None, cancel: tp.Optional[CancelToken] = None
-                               ) -> tp.Union[torch.Tensor, tp.Tuple[torch.Tensor, torch.Tensor]]:
+                               seed: SeedType = None, cancel: tp.Optional[CancelToken] = None) -> AudioAndTokens:
         """Generate ``num_samples`` clips with no text. Returns audio ``[B, C, T]`` (and tokens ``[B, K, F]``).
 
         ``seed`` and ``cancel`` work as in :meth:`generate`.
@@ -168,13 +170,11 @@ class BaseGenModel(ABC):
         check_number("num_samples", num_samples, minimum=1, maximum=MAX_BATCH_SIZE, integer=True)
         descriptions: tp.List[tp.Optional[str]] = [None] * num_samples
         attributes, prompt_tokens = self._prepare_tokens_and_attributes(descriptions, None)
-        options = self._options(seed, cancel, num_samples)
-        tokens = self._generate_tokens(attributes, prompt_tokens, progress, options)
-        return self._output(tokens, return_tokens)
+        return self._run(attributes, prompt_tokens, progress, return_tokens, seed, cancel)
 
     def generate(self, descriptions: tp.List[tp.Optional[str]], progress: bool = False,
                  return_tokens: bool = False, *, seed: SeedType = None, cancel: tp.Optional[CancelToken] = None
-                 ) -> tp.Union[torch.Tensor, tp.Tuple[torch.Tensor, torch.Tensor]]:
+                 ) -> AudioAndTokens:
         """Generate one clip per description (``None`` = no text).
 
         Args:
@@ -193,26 +193,21 @@ class BaseGenModel(ABC):
         """
         descriptions = check_descriptions("descriptions", descriptions)
         attributes, prompt_tokens = self._prepare_tokens_and_attributes(descriptions, None)
-        options = self._options(seed, cancel, len(descriptions))
-        tokens = self._generate_tokens(attributes, prompt_tokens, progress, options)
-        return self._output(tokens, return_tokens)
+        return self._run(attributes, prompt_tokens, progress, return_tokens, seed, cancel)
 
     def generate_continuation(self, prompt: torch.Tensor, prompt_sample_rate: int,
                               descriptions: tp.Optional[tp.List[tp.Optional[str]]] = None,
                               progress: bool = False, return_tokens: bool = False, *,
-                              seed: SeedType = None, cancel: tp.Optional[CancelToken] = None
-                              ) -> tp.Union[torch.Tensor, tp.Tuple[torch.Tensor, torch.Tensor]]:
+                              seed: SeedType = None, cancel: tp.Optional[CancelToken] = None) -> AudioAndTokens:
         """Continue audio ``prompt`` (``[B, C, T]`` or ``[C, T]`` at ``prompt_sample_rate``).
 
-        The prompt is resampled to the model's rate and encoded; the returned audio and tokens START WITH the
-        prompt (total length = the ``duration`` set in ``set_generation_params``). ``seed`` and ``cancel`` work as
-        in :meth:`generate`.
+        The prompt is resampled to the model's rate and channels and encoded; the returned audio and tokens START
+        WITH the prompt (total length = the ``duration`` set in ``set_generation_params``). ``seed`` and
+        ``cancel`` work as in :meth:`generate`.
         """
         descriptions, prompt_tokens = self._prepare_prompt(prompt, prompt_sample_rate, descriptions)
         attributes, _ = self._prepare_tokens_and_attributes(descriptions, None)
-        options = self._options(seed, cancel, len(descriptions))
-        tokens = self._generate_tokens(attributes, prompt_tokens, progress, options)
-        return self._output(tokens, return_tokens)
+        return self._run(attributes, prompt_tokens, progress, return_tokens, seed, cancel)
 
     def generate_audio(self, gen_tokens: tp.Union[torch.Tensor, str, Path]) -> torch.Tensor:
         """Decode tokens ``[B, K, F]`` (int), or a tokens file written by ``save_tokens``, into audio
@@ -231,11 +226,62 @@ class BaseGenModel(ABC):
         with torch.no_grad():
             return self.compression_model.decode(tokens.to(self.device), None)
 
+    # ---- beyond Audiocraft: streaming output and long-form schedules ------------------------------------
+    def generate_stream(self, descriptions: tp.List[tp.Optional[str]], *, chunk_seconds: float = 1.0,
+                        prompt: tp.Optional[torch.Tensor] = None, prompt_sample_rate: tp.Optional[int] = None,
+                        melody_wavs: tp.Optional[MelodyType] = None, melody_sample_rate: tp.Optional[int] = None,
+                        progress: bool = False, seed: SeedType = None, cancel: tp.Optional[CancelToken] = None
+                        ) -> tp.Iterator[torch.Tensor]:
+        """Yield audio ``[B, C, n]`` chunks of about ``chunk_seconds`` while generation is still running.
+
+        Same inputs as :meth:`generate`, :meth:`generate_continuation` (``prompt``, ``prompt_sample_rate``) or
+        ``generate_with_chroma`` (``melody_wavs``, ``melody_sample_rate``). The first chunk arrives after about
+        ``chunk_seconds`` of audio has been generated (plus the codec's 3.75-frame look-ahead), not at the end.
+        The tokens are those :meth:`generate` returns; the concatenated chunks equal its audio within float
+        round-off (~1e-6). Closing the iterator early (``break``) cancels the generation.
+        """
+        from .stream import generate_stream
+        return generate_stream(self, descriptions, chunk_seconds=chunk_seconds, prompt=prompt,
+                               prompt_sample_rate=prompt_sample_rate, melody_wavs=melody_wavs,
+                               melody_sample_rate=melody_sample_rate, progress=progress, seed=seed, cancel=cancel)
+
+    def generate_long(self, schedule: tp.Sequence[tp.Tuple[float, tp.Any]], duration: tp.Optional[float] = None, *,
+                      melody_schedule: tp.Optional[tp.Sequence[tp.Tuple[float, tp.Optional[torch.Tensor]]]] = None,
+                      melody_sample_rate: tp.Optional[int] = None, progress: bool = False,
+                      return_tokens: bool = False, seed: SeedType = None, cancel: tp.Optional[CancelToken] = None,
+                      crossfade: float = 0.0) -> AudioAndTokens:
+        """Long-form generation driven by a schedule of prompts; see :func:`audiocraft.models.long_form.generate_long`.
+
+        ``schedule``: ``[(start_seconds, description or [one per item]), ...]`` from 0 s on; ``duration``: total
+        seconds (default: the ``duration`` of ``set_generation_params``); ``melody_schedule``: ``[(start_seconds,
+        wav [C, T] or None), ...]`` at ``melody_sample_rate`` (melody models); ``crossfade``: seconds of fade from
+        the previous conditions' continuation where they change (0: off). Returns audio ``[B, C, T]`` (and tokens
+        ``[B, K, F]``).
+        """
+        from .long_form import generate_long
+        return generate_long(self, schedule, duration, melody_schedule=melody_schedule,
+                             melody_sample_rate=melody_sample_rate, progress=progress, return_tokens=return_tokens,
+                             seed=seed, cancel=cancel, crossfade=crossfade)
+
     # ---- internals ----------------------------------------------------------------------------
     def _options(self, seed: SeedType, cancel: tp.Optional[CancelToken], batch_size: int) -> GenerationOptions:
         if cancel is not None and not isinstance(cancel, CancelToken):
             raise TypeError(f"cancel must be a CancelToken or None, got {type(cancel).__name__}.")
         return GenerationOptions(generators=make_generators(seed, batch_size, self.device), cancel=cancel)
+
+    def _run(self, attributes: tp.List[ConditioningAttributes], prompt_tokens: tp.Optional[torch.Tensor],
+             progress: bool, return_tokens: bool, seed: SeedType, cancel: tp.Optional[CancelToken]) -> AudioAndTokens:
+        """Generate tokens for ``attributes`` (and the prompt), decode them, return audio (and tokens)."""
+        options = self._options(seed, cancel, len(attributes))
+        with backends.threads():
+            tokens = self._generate_tokens(attributes, prompt_tokens, progress, options)
+            audio = self.generate_audio(tokens)
+        return (audio, tokens) if return_tokens else audio
+
+    def _output(self, tokens: torch.Tensor, return_tokens: bool) -> AudioAndTokens:
+        with backends.threads():
+            audio = self.generate_audio(tokens)
+        return (audio, tokens) if return_tokens else audio
 
     def _prepare_prompt(self, prompt: torch.Tensor, prompt_sample_rate: int,
                         descriptions: tp.Optional[tp.List[tp.Optional[str]]]
@@ -263,23 +309,31 @@ class BaseGenModel(ABC):
         assert prompt_tokens is not None
         return descriptions, prompt_tokens
 
-    def _output(self, tokens: torch.Tensor, return_tokens: bool
-                ) -> tp.Union[torch.Tensor, tp.Tuple[torch.Tensor, torch.Tensor]]:
-        audio = self.generate_audio(tokens)
-        # A generation leaves no idle OpenMP pool behind (the next one starts its workers again, in microseconds):
-        # with pools on several threads at once (an app's requests, a stream's worker), libgomp stops letting
-        # idle workers spin and every parallel region waits for one to wake (~1.5x slower steps on 2 cores).
-        native_kernels.release_openmp_threads()
-        if return_tokens:
-            return audio, tokens
-        return audio
+    def _melody_attributes(self, descriptions: tp.List[tp.Optional[str]], melody_wavs: MelodyType,
+                           melody_sample_rate: int) -> tp.List[ConditioningAttributes]:
+        """Validate melodies, convert them to the model's rate and channels and build the attributes."""
+        descriptions = check_descriptions("descriptions", descriptions)
+        if not self.has_melody:
+            raise ValueError(f"Model '{self.name}' has no melody (chroma) conditioner; generate_with_chroma needs a "
+                             "melody model such as 'facebook/musicgen-melody'.")
+        melodies = check_melodies(melody_wavs, len(descriptions), self.sample_rate, melody_sample_rate,
+                                  self.audio_channels)
+        attributes, _ = self._prepare_tokens_and_attributes(descriptions, None, melodies)
+        return attributes
 
     @torch.no_grad()
     def _prepare_tokens_and_attributes(
             self, descriptions: tp.Sequence[tp.Optional[str]], prompt: tp.Optional[torch.Tensor],
+            melody_wavs: tp.Optional[MelodyList] = None,
     ) -> tp.Tuple[tp.List[ConditioningAttributes], tp.Optional[torch.Tensor]]:
-        """Text attributes per item, and the prompt encoded to tokens ``[B, K, F]`` (or None)."""
+        """Text (and, for melody models, melody) attributes per item, and the prompt encoded to tokens
+        ``[B, K, F]`` (or None)."""
         attributes = [ConditioningAttributes(text={"description": description}) for description in descriptions]
+        if self.has_melody:
+            for i, attr in enumerate(attributes):
+                melody = None if melody_wavs is None else melody_wavs[i]
+                attr.wav[MELODY_CONDITION] = (null_melody(self.sample_rate, self.device) if melody is None
+                                              else melody_condition(melody, self.sample_rate, self.device))
         prompt_tokens = None
         if prompt is not None:
             prompt_tokens, scale = self.compression_model.encode(prompt.to(self.device))
@@ -287,8 +341,69 @@ class BaseGenModel(ABC):
                 raise ValueError("Compression models that renormalise their input are not supported for prompts.")
         return attributes, prompt_tokens
 
-    @abstractmethod
+    def _steps(self, gen_len: int, prompt_len: int) -> int:
+        """Number of LM decoding steps to go from ``prompt_len`` to ``gen_len`` frames."""
+        pattern = self.lm.pattern_provider.get_pattern(gen_len)
+        # The sequence has num_sequence_steps + 1 positions (position 0 is the all-special start step).
+        first_step = pattern.get_first_step_with_timesteps(prompt_len)
+        if first_step is None:
+            raise ValueError(f"A prompt of {prompt_len} frames leaves nothing to generate in {gen_len} frames.")
+        return pattern.num_sequence_steps + 1 - first_step
+
+    def _melody_window_hook(self, attributes: tp.List[ConditioningAttributes]) -> tp.Optional[WindowHook]:
+        """Audiocraft's extension semantics: each window sees the melody tiled periodically from its own start."""
+        references = [attr.wav.get(MELODY_CONDITION) for attr in attributes]
+        length = int(self.max_duration * self.sample_rate)
+
+        def hook(window: Window, window_attributes: tp.List[ConditioningAttributes]) -> None:
+            for attr, ref in zip(window_attributes, references):
+                if ref is not None and int(ref.length.max()) > 0:
+                    ref_wav = ref.wav[..., :int(ref.length.max())]
+                    attr.wav[MELODY_CONDITION] = tiled_melody(ref_wav, int(window.time_offset * self.sample_rate),
+                                                              length, self.sample_rate)
+
+        return hook if any(ref is not None for ref in references) else None
+
     def _generate_tokens(self, attributes: tp.List[ConditioningAttributes],
                          prompt_tokens: tp.Optional[torch.Tensor], progress: bool = False,
-                         options: tp.Optional[GenerationOptions] = None) -> torch.Tensor:
-        """Generate tokens ``[B, K, F]`` for the given attributes and optional prompt."""
+                         options: tp.Optional[GenerationOptions] = None, *, duration: tp.Optional[float] = None,
+                         on_window: tp.Optional[WindowHook] = None) -> torch.Tensor:
+        """Generate tokens ``[B, K, F]`` for ``duration`` seconds (default: ``self.duration``), in overlapping
+        windows beyond ``max_duration``; ``on_window`` (default: melody tiling) sees each window first.
+
+        Stops early (returning the frames generated so far) when ``options.cancel`` is set or the progress
+        callback returns ``False``.
+        """
+        options = options or GenerationOptions()
+        duration = self.duration if duration is None else duration
+        max_prompt_len = int(min(duration, self.max_duration) * self.frame_rate)
+        prompt_length = 0 if prompt_tokens is None else prompt_tokens.shape[-1]
+        if prompt_length > max_prompt_len:
+            raise ValueError(f"The prompt ({prompt_length / self.frame_rate:.2f} s) is longer than the audio to "
+                             f"generate ({min(duration, self.max_duration):.2f} s); raise `duration` with "
+                             "set_generation_params or shorten the prompt.")
+        plan = window_plan(duration, self.max_duration, self.extend_stride, self.frame_rate, prompt_length)
+        stride_tokens = int(self.frame_rate * (self.extend_stride or 0))
+        window_steps = []  # exact progress across windows: every window's steps, counted before starting
+        for _, gen_len in plan:
+            window_steps.append(self._steps(gen_len, prompt_length))
+            prompt_length = gen_len - stride_tokens
+        tracker = Progress(sum(window_steps), self._progress_callback, progress, options.cancel)
+        if on_window is None and len(plan) > 1:
+            on_window = self._melody_window_hook(attributes)
+        all_tokens = [] if prompt_tokens is None else [prompt_tokens]
+        for index, ((time_offset, max_gen_len), steps) in enumerate(zip(plan, window_steps)):
+            prompt_len = 0 if prompt_tokens is None else prompt_tokens.shape[-1]
+            if on_window is not None:
+                content_start = time_offset + prompt_len / self.frame_rate if index > 0 else 0.0
+                on_window(Window(index, time_offset, content_start, max_gen_len, prompt_tokens,
+                                 sum(t.shape[-1] for t in all_tokens)), attributes)
+            with self.autocast:
+                gen_tokens = self.lm.generate(prompt_tokens, attributes, callback=tracker if tracker.active else None,
+                                              max_gen_len=max_gen_len, **self.generation_params, **options.lm_kwargs)
+            all_tokens.append(gen_tokens[:, :, prompt_len:])
+            if tracker.stopped or gen_tokens.shape[-1] < max_gen_len:
+                break
+            prompt_tokens = gen_tokens[:, :, stride_tokens:]
+            tracker.done += steps
+        return torch.cat(all_tokens, dim=-1)

@@ -12,15 +12,17 @@ fed before it. What each module remembers is a typed state:
   first call of the stream and reused afterwards;
 - the transformer: :class:`TransformerState`, the time offset of the next chunk (sinusoidal positions).
 
-Attention runs through ``torch.nn.functional.scaled_dot_product_attention``; ``attention_backend='xformers'``
-uses xformers' memory-efficient kernel instead when installed and the tensors are on CUDA.
+The attention product itself is computed by a backend (:mod:`audiocraft.backends.attention`): PyTorch's SDPA by
+default, ``attention_backend='xformers'`` for xformers' memory-efficient kernel on CUDA; faster backends for the
+same math are plugged in from outside (:meth:`StreamingMultiheadAttention.set_attention_backend`), as are packed
+weights for the linear maps (a linear map of a row block of ``in_proj_weight`` goes through
+:meth:`StreamingMultiheadAttention.linear_piece`).
 Parameter names are Audiocraft's (``self_attn.in_proj_weight``, ``linear1``, ``norm_cross``, ...), whatever
 ``custom``/``memory_efficient`` say: those two flags select no different code here.
 """
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import typing as tp
 import warnings
 
@@ -29,13 +31,11 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint as torch_checkpoint
 
-from ..utils import native_kernels
-from ..utils.linear_packing import PackableWeights, PackedLinear, WeightPieces
+from ..backends.attention import ATTENTION_BACKENDS, AttentionBackend, get_attention_backend
 from .activations import Activation, get_activation_fn, is_gated
 from .rope import RotaryEmbedding
 from .streaming import StreamingError, StreamingModule, StreamingState
 
-_BACKENDS = ("torch", "xformers")
 _CHECKPOINTING = ("none", "torch", "xformers_default", "xformers_mm")
 _MIN_CACHE = 32
 
@@ -43,8 +43,8 @@ _MIN_CACHE = 32
 def set_efficient_attention_backend(backend: str = "torch") -> None:
     """Compatibility shim for Audiocraft's global switch: the backend is now a constructor argument
     (``attention_backend``) of the attention, layer and transformer classes. Does nothing."""
-    if backend not in _BACKENDS:
-        raise ValueError(f"Unknown attention backend {backend!r}; expected one of {_BACKENDS}.")
+    if backend not in ATTENTION_BACKENDS:
+        raise ValueError(f"Unknown attention backend {backend!r}; expected one of {tuple(ATTENTION_BACKENDS)}.")
     if backend != "torch":
         warnings.warn("set_efficient_attention_backend is a no-op; pass attention_backend='xformers' to the "
                       "transformer instead.", stacklevel=2)
@@ -121,7 +121,18 @@ class TransformerState(StreamingState):
 
 
 # ------------------------------------------------------------------------------------------------ attention
-class StreamingMultiheadAttention(PackableWeights, StreamingModule):
+# piece name -> (parameter name, first row, end row): the row block of a 2-D Parameter one linear map reads.
+WeightPieces = tp.Dict[str, tp.Tuple[str, int, int]]
+
+
+def linear_activation(linear: nn.Module, x: torch.Tensor,
+                      activation: tp.Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``activation(linear(x))``; a linear module that can fuse its activation (``forward_activation``) does."""
+    fused = getattr(linear, "forward_activation", None)
+    return activation(linear(x)) if fused is None else fused(x, activation)
+
+
+class StreamingMultiheadAttention(StreamingModule):
     """Multi-head attention with streaming, causal masking and an optional finite receptive field.
 
     Args:
@@ -136,11 +147,13 @@ class StreamingMultiheadAttention(PackableWeights, StreamingModule):
         safe_streaming: in streaming on CUDA, compute half-precision attention in float32.
         qk_layer_norm: LayerNorm over the ``E`` features of queries and keys.
         kv_repeat: keys/values have ``H / kv_repeat`` heads, each shared by ``kv_repeat`` query heads.
-        attention_backend: ``'torch'`` (SDPA) or ``'xformers'`` (used on CUDA when installed).
+        attention_backend: ``'torch'`` (SDPA) or ``'xformers'`` (used on CUDA when installed); see
+            :mod:`audiocraft.backends.attention`.
     Parameters: ``in_proj_weight`` ``[E + 2 * E / kv_repeat, E]`` (q, k, v stacked), ``in_proj_bias``, ``out_proj``.
-    The projections may be packed for fast CPU inference (:mod:`audiocraft.utils.linear_packing`): one piece
-    ``in_proj`` for self-attention, ``q`` and ``kv`` for cross-attention (keys/values are projected once per
-    stream, queries at every step).
+    The projections are linear maps of row blocks ("pieces") of ``in_proj_weight`` (:meth:`weight_pieces`): one
+    piece ``in_proj`` for self-attention, ``q`` and ``kv`` for cross-attention (keys/values are projected once per
+    stream, queries at every step); each is computed by :meth:`linear_piece`, which a backend may replace (packed
+    CPU weights, :mod:`audiocraft.backends.cpu`).
     """
 
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
@@ -161,10 +174,6 @@ class StreamingMultiheadAttention(PackableWeights, StreamingModule):
             raise ValueError(f"kv_repeat={kv_repeat} must be >= 1 and divide num_heads={num_heads}.")
         if kv_repeat > 1 and (cross_attention or qk_layer_norm):
             raise ValueError("kv_repeat > 1 is only supported for self-attention without qk_layer_norm.")
-        if attention_backend not in _BACKENDS:
-            raise ValueError(f"Unknown attention_backend {attention_backend!r}; expected one of {_BACKENDS}.")
-        if attention_backend == "xformers" and importlib.util.find_spec("xformers") is None:
-            raise ImportError("attention_backend='xformers' needs the xformers package (pip install xformers).")
         factory = {"device": device, "dtype": dtype}
         self.embed_dim = embed_dim
         self.num_heads = num_heads
@@ -179,7 +188,7 @@ class StreamingMultiheadAttention(PackableWeights, StreamingModule):
         self.cross_attention = cross_attention
         self.safe_streaming = safe_streaming
         self.kv_repeat = kv_repeat
-        self.attention_backend = attention_backend
+        self.backend: AttentionBackend = get_attention_backend(attention_backend)
         self.state_cls = CrossAttentionState if cross_attention else KVCacheState
         kv_dim = self.head_dim * (num_heads // kv_repeat)
         in_proj = nn.Linear(embed_dim, embed_dim + 2 * kv_dim, bias=bias, **factory)
@@ -245,18 +254,36 @@ class StreamingMultiheadAttention(PackableWeights, StreamingModule):
         B, T, _ = x.shape
         return x.view(B, T, heads, self.head_dim).transpose(1, 2)  # [B, T, H*D] -> [B, H, T, D]
 
+    @property
+    def attention_backend(self) -> str:
+        """Name of the attention backend in use (``'torch'``, ``'xformers'``)."""
+        return self.backend.name
+
+    def set_attention_backend(self, backend: tp.Union[str, AttentionBackend]) -> None:
+        """Compute the attention product with ``backend`` (a name of ``ATTENTION_BACKENDS`` or an instance)."""
+        self.backend = get_attention_backend(backend) if isinstance(backend, str) else backend
+
     def weight_pieces(self) -> WeightPieces:
+        """The row blocks of ``in_proj_weight`` each projection reads: ``{piece: (name, first row, end row)}``."""
         rows = self.in_proj_weight.shape[0]
         if self.cross_attention:
             return {"q": ("in_proj_weight", 0, self.embed_dim), "kv": ("in_proj_weight", self.embed_dim, rows)}
         return {"in_proj": ("in_proj_weight", 0, rows)}
+
+    def linear_piece(self, x: torch.Tensor, piece: str, bias: tp.Optional[torch.Tensor]) -> torch.Tensor:
+        """The projection of ``piece``: ``x [..., E] -> [..., rows of the piece]``."""
+        name, start, end = self.weight_pieces()[piece]
+        weight = getattr(self, name)
+        if start != 0 or end != weight.shape[0]:
+            weight = weight[start:end]
+        return F.linear(x, weight, bias)
 
     def _bias(self, start: int, end: tp.Optional[int] = None) -> tp.Optional[torch.Tensor]:
         b = self.in_proj_bias
         return None if b is None else b[start:end]
 
     def _project_self(self, x: torch.Tensor) -> tp.Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        projected = self.packed_linear(x, "in_proj", self.in_proj_bias)  # [B, T, E + 2 * kv_dim]
+        projected = self.linear_piece(x, "in_proj", self.in_proj_bias)  # [B, T, E + 2 * kv_dim]
         E = self.embed_dim
         kv_dim = (projected.shape[-1] - E) // 2
         q, k, v = projected[..., :E], projected[..., E:E + kv_dim], projected[..., E + kv_dim:]
@@ -268,17 +295,17 @@ class StreamingMultiheadAttention(PackableWeights, StreamingModule):
     def _project_source(self, key: torch.Tensor, value: torch.Tensor) -> tp.Tuple[torch.Tensor, torch.Tensor]:
         E = self.embed_dim
         if key is value:  # one matmul for keys and values
-            kv = self.packed_linear(key, "kv", self._bias(E))
+            kv = self.linear_piece(key, "kv", self._bias(E))
             k, v = kv[..., :E], kv[..., E:]
         else:
-            k = self.packed_linear(key, "kv", self._bias(E))[..., :E]
-            v = self.packed_linear(value, "kv", self._bias(E))[..., E:]
+            k = self.linear_piece(key, "kv", self._bias(E))[..., :E]
+            v = self.linear_piece(value, "kv", self._bias(E))[..., E:]
         if self.qk_layer_norm:
             k = self.k_layer_norm(k)
         return self._heads(k, self.num_heads), self._heads(v, self.num_heads)
 
     def _project_query(self, query: torch.Tensor) -> torch.Tensor:
-        q = self.packed_linear(query, "q", self._bias(0, self.embed_dim))
+        q = self.linear_piece(query, "q", self._bias(0, self.embed_dim))
         if self.qk_layer_norm:
             q = self.q_layer_norm(q)
         return self._heads(q, self.num_heads)
@@ -294,22 +321,11 @@ class StreamingMultiheadAttention(PackableWeights, StreamingModule):
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: tp.Optional[torch.Tensor],
                 is_causal: bool) -> torch.Tensor:
-        p = self.dropout if self.training else 0.0
         upcast = self.attention_as_float32 or (self.safe_streaming and self.is_streaming and q.is_cuda
                                                and q.dtype in (torch.float16, torch.bfloat16))
         if upcast:
             q, k, v = q.float(), k.float(), v.float()
-        if self.attention_backend == "xformers" and q.is_cuda and mask is None:
-            from xformers import ops as xops  # optional dependency, CUDA only
-            bias = xops.LowerTriangularMask() if is_causal else None
-            out = xops.memory_efficient_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                                  attn_bias=bias, p=p)
-            return out.transpose(1, 2)
-        if (mask is None and not is_causal and p == 0.0 and q.shape[2] == 1 and q.dtype == torch.float32
-                and q.device.type == "cpu" and k.dtype == torch.float32 and k.shape[2] > 0
-                and not torch.is_grad_enabled() and native_kernels.available()):
-            return native_kernels.attend(q, k, v)  # a decoding step: each cached key and value read once
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=is_causal)
+        return self.backend.attend(q, k, v, mask, is_causal, self.dropout if self.training else 0.0)
 
     def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                 key_padding_mask: tp.Optional[torch.Tensor] = None, need_weights: bool = False,
@@ -458,8 +474,8 @@ class StreamingTransformerLayer(nn.Module):
         return self._drop(self.dropout_cross, self.cross_attention(x, source, source, attn_mask=mask)[0])
 
     def _ff_block(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training and isinstance(self.linear1, PackedLinear):  # activation fused into the kernel
-            return self.linear2(self.linear1.forward_activation(x, self.activation))
+        if not self.training:
+            return self.linear2(linear_activation(self.linear1, x, self.activation))
         hidden = self._drop(self.dropout, self.activation(self.linear1(x)))
         return self._drop(self.dropout2, self.linear2(hidden))
 

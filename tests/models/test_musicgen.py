@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from audiocraft.models import MusicGen
-from audiocraft.utils import native_kernels
+from audiocraft.backends.cpu import kernels as native_kernels
 from tests.conftest import load_golden
 
 ATOL_AUDIO = 1e-4

@@ -4,7 +4,7 @@ import time
 import pytest
 import torch
 
-from audiocraft.models import MusicGen, _crossfade
+from audiocraft.models import MusicGen, crossfade as _crossfade
 from audiocraft.utils.cancel import CancelToken
 from audiocraft.utils.tokens_io import load_tokens, save_tokens
 from tests.conftest import load_golden

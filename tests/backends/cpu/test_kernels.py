@@ -1,4 +1,4 @@
-"""The native matrix-vector kernels (audiocraft/csrc/linear_kernels.cpp) against float64 references."""
+"""The native matrix-vector kernels (audiocraft/backends/cpu/csrc/linear_kernels.cpp) against float64 references."""
 import os
 import subprocess
 import sys
@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from audiocraft.utils import native_kernels
+from audiocraft.backends.cpu import kernels as native_kernels
 
 pytestmark = pytest.mark.skipif(not native_kernels.available(), reason="no C++ compiler: native kernels off")
 
@@ -124,7 +124,7 @@ def test_input_errors():
 
 def test_build_cache_and_switch_off(tmp_path):
     """A fresh cache folder gets one library named by the build's hash; AUDIOCRAFT_NATIVE_KERNELS=0 turns them off."""
-    code = ("from audiocraft.utils import native_kernels as nk; import torch; "
+    code = ("from audiocraft.backends.cpu import kernels as nk; import torch; "
             "print(nk.available(), nk.linear(torch.ones(1, 4), torch.ones(2, 4)).tolist() if nk.available() else '')")
     env = dict(os.environ, AUDIOCRAFT_CACHE_DIR=str(tmp_path))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
@@ -188,15 +188,3 @@ def test_attend_errors():
         native_kernels.attend(q, k, torch.randn(1, 2, 4, 8))
     with pytest.raises(ValueError, match="k must be a float32 CPU tensor"):
         native_kernels.attend(q, k.double(), k)
-
-
-def test_release_openmp_threads_keeps_results():
-    """Releasing the idle OpenMP workers of this thread: later parallel work starts new ones, same results."""
-    torch.manual_seed(0)
-    weight, x = torch.randn(64, 128), torch.randn(4, 128)
-    before = native_kernels.linear(x, weight)
-    released = native_kernels.release_openmp_threads()
-    assert isinstance(released, bool)
-    if sys.platform.startswith("linux"):
-        assert released  # PyTorch's Linux wheels run on libgomp, which offers omp_pause_resource_all
-    assert torch.equal(native_kernels.linear(x, weight), before)

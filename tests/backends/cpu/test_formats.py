@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from audiocraft.models.lm import LMModel
-from audiocraft.models.quantize import prepare_lm_for_inference, weight_format
-from audiocraft.utils import native_kernels
-from audiocraft.utils.linear_packing import packed_weight_bytes, packing_available
+from audiocraft.backends.cpu.formats import prepare_lm_for_inference, weight_format
+from audiocraft.backends.cpu import kernels as native_kernels
+from audiocraft.backends.cpu.packing import packed_weight_bytes, packing_available
 from tests.models.test_lm import _attrs, _load
 
 pytestmark = pytest.mark.skipif(not all(packing_available(k) for k in ("onednn", "bf16", "int8")),

@@ -4,8 +4,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from audiocraft.modules.transformer import StreamingMultiheadAttention
-from audiocraft.utils import native_kernels
-from audiocraft.utils.linear_packing import (PackedLinear, pack_linear_weights, packed_weight_bytes,
+from audiocraft.backends.cpu import kernels as native_kernels
+from audiocraft.backends.cpu.packing import (PackedLinear, pack_linear_weights, packed_weight_bytes,
                                              packing_available, unpack_linear_weights)
 
 # (kind, implementation): the native kernels where they build, PyTorch's oneDNN / fbgemm kernels otherwise.

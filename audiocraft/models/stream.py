@@ -1,0 +1,146 @@
+"""Streaming audio output: yield audio chunks while tokens are still being generated.
+
+The LM runs in a worker thread. Each block of newly completed frames it reports (``on_frames``) is decoded at
+once by the EnCodec decoder in streaming mode, which returns exactly the samples no later frame can change
+(see ``audiocraft/models/encodec.py``); the main thread yields them in chunks of ``chunk_seconds``. The tokens are
+those of ``generate``; the concatenated chunks equal ``generate_audio(tokens)`` within float round-off (~1e-6).
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import typing as tp
+
+import torch
+
+from .. import backends
+from ..utils.cancel import CancelToken
+from ..utils.validation import check_descriptions, check_number
+
+if tp.TYPE_CHECKING:
+    from .genmodel import BaseGenModel, GenerationOptions, SeedType
+    from .melody import MelodyType
+
+_DONE = object()
+
+
+def generate_stream(model: "BaseGenModel", descriptions: tp.List[tp.Optional[str]], *, chunk_seconds: float = 1.0,
+                    prompt: tp.Optional[torch.Tensor] = None, prompt_sample_rate: tp.Optional[int] = None,
+                    melody_wavs: tp.Optional["MelodyType"] = None, melody_sample_rate: tp.Optional[int] = None,
+                    progress: bool = False, seed: "SeedType" = None, cancel: tp.Optional[CancelToken] = None
+                    ) -> tp.Iterator[torch.Tensor]:
+    """:meth:`BaseGenModel.generate_stream`: check the inputs now, then stream (see the module docstring)."""
+    check_number("chunk_seconds", chunk_seconds, minimum=0.0, strict_min=True)
+    prompt_tokens = None
+    if prompt is not None:
+        if prompt_sample_rate is None:
+            raise ValueError("prompt_sample_rate is required with prompt.")
+        descriptions, prompt_tokens = model._prepare_prompt(prompt, prompt_sample_rate, descriptions)
+    if melody_wavs is not None:
+        if melody_sample_rate is None:
+            raise ValueError("melody_sample_rate is required with melody_wavs.")
+        attributes = model._melody_attributes(descriptions, melody_wavs, melody_sample_rate)
+    else:
+        descriptions = check_descriptions("descriptions", descriptions)
+        attributes, _ = model._prepare_tokens_and_attributes(descriptions, None)
+    options = model._options(seed, cancel, len(attributes))
+    return stream_audio(model, lambda opts: model._generate_tokens(attributes, prompt_tokens, progress, opts),
+                        options, prompt_tokens, chunk_seconds)
+
+
+class _StreamDecoder:
+    """Decodes the frames the LM reports, in blocks, with the codec in streaming mode, into ``out``."""
+
+    def __init__(self, model: "BaseGenModel", block: int, out: "queue.Queue[tp.Any]") -> None:
+        self.model, self.block, self.out = model, block, out
+        self.waiting: tp.List[torch.Tensor] = []
+
+    def decode(self, frames: torch.Tensor) -> None:
+        if frames.shape[-1] == 0:
+            return
+        with torch.no_grad():
+            audio = self.model.compression_model.decode(frames.to(self.model.device), None)
+        if audio.shape[-1]:
+            self.out.put(audio)
+
+    def on_frames(self, frames: torch.Tensor) -> None:
+        self.waiting.append(frames)
+        if sum(f.shape[-1] for f in self.waiting) >= self.block:
+            self.decode(torch.cat(self.waiting, dim=-1))
+            self.waiting.clear()
+
+    def finish(self) -> None:
+        """Decode what is left, then the codec's look-ahead tail (``flush_decoder``)."""
+        if self.waiting:
+            self.decode(torch.cat(self.waiting, dim=-1))
+        with torch.no_grad():
+            flush: tp.Any = getattr(self.model.compression_model, "flush_decoder")
+            tail = flush()
+        if tail is not None and tail.shape[-1]:
+            self.out.put(tail)
+
+
+def _either(first: CancelToken, second: tp.Optional[CancelToken]) -> CancelToken:
+    class _Either(CancelToken):
+        @property
+        def cancelled(self) -> bool:
+            return first.cancelled or (second is not None and second.cancelled)
+    return _Either()
+
+
+def _chunks(out: "queue.Queue[tp.Any]", chunk: int) -> tp.Iterator[torch.Tensor]:
+    """Audio from the worker's queue re-cut into chunks of ``chunk`` samples (the last one shorter)."""
+    pending: tp.List[torch.Tensor] = []
+    pending_len = 0
+    while True:
+        item = out.get()
+        if item is _DONE:
+            break
+        if isinstance(item, BaseException):
+            raise item
+        pending.append(item)
+        pending_len += item.shape[-1]
+        while pending_len >= chunk:
+            audio = torch.cat(pending, dim=-1)
+            yield audio[..., :chunk]
+            pending = [audio[..., chunk:]]
+            pending_len = pending[0].shape[-1]
+    if pending_len:
+        yield torch.cat(pending, dim=-1)
+
+
+def stream_audio(model: "BaseGenModel", run: tp.Callable[["GenerationOptions"], torch.Tensor],
+                 options: "GenerationOptions", prompt_tokens: tp.Optional[torch.Tensor],
+                 chunk_seconds: float) -> tp.Iterator[torch.Tensor]:
+    """Run ``run(options)`` (a token generation) in a thread and yield audio ``[B, C, n]`` chunks.
+
+    ``prompt_tokens`` (if any) are decoded first, so the stream starts with the prompt audio like ``generate``.
+    Closing the iterator early cancels the generation and waits for the worker to stop.
+    """
+    out: "queue.Queue[tp.Any]" = queue.Queue()
+    stop = CancelToken()
+    options.cancel = _either(stop, options.cancel)
+    # Decoding one frame per call is costly for the real codec: decode blocks of a quarter chunk.
+    decoder = _StreamDecoder(model, max(1, int(round(chunk_seconds * model.frame_rate / 4))), out)
+    options.on_frames = decoder.on_frames
+
+    def worker() -> None:
+        try:
+            with model.compression_model.streaming():
+                if prompt_tokens is not None:
+                    decoder.decode(prompt_tokens)
+                run(options)
+                decoder.finish()
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread
+            out.put(exc)
+        finally:
+            out.put(_DONE)
+
+    with backends.threads():  # the worker's parallel regions must not wake this thread's idle pool
+        thread = threading.Thread(target=worker, name="musicgen-stream", daemon=True)
+        thread.start()
+        try:
+            yield from _chunks(out, max(1, int(round(chunk_seconds * model.sample_rate))))
+        finally:
+            stop.cancel()
+            thread.join()
