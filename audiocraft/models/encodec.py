@@ -157,7 +157,7 @@ class CompressionModel(ABC, StreamingModule):
         (wrapped in ``HFEncodecCompressionModel``).
         """
         from . import loaders
-        from ._build_compression import get_debug_compression_model
+        from .builders import get_debug_compression_model
         if not isinstance(name, (str, Path)):
             raise TypeError(f"name must be a str, got {type(name).__name__}")
         name = str(name)

@@ -200,7 +200,7 @@ def load_compression_model(file_or_url_or_id: tp.Union[Path, str], device: tp.Un
 
     A package with a ``'pretrained'`` entry delegates to ``CompressionModel.get_pretrained`` of that name.
     """
-    from ._build_compression import get_compression_model
+    from .builders import get_compression_model
     pkg, path = _load_package(file_or_url_or_id, COMPRESSION_FILENAME, cache_dir)
     if "pretrained" in pkg:
         return CompressionModel.get_pretrained(pkg["pretrained"], device=device)

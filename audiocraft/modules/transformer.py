@@ -524,7 +524,9 @@ class StreamingTransformer(StreamingModule[TransformerState]):
         positional_embedding ('sin' | 'rope' | 'sin_rope'), max_period, positional_scale (scale of the sin
         embedding, or blend of the rope), xpos (rope only), lr / weight_decay (``make_optim_group``),
         layer_class, checkpointing ('none' | 'torch'; the 'xformers_*' policies fall back to 'torch'),
-        device, dtype, and ``**kwargs`` passed to every layer (activation, norm_first, norm, qk_layer_norm, ...).
+        device, dtype, and the options of every layer (activation, norm_first, norm, qk_layer_norm,
+        qk_layer_norm_cross, attention_dropout, kv_repeat, attention_backend, layer_norm_eps), see
+        :class:`StreamingTransformerLayer`.
     """
     state_cls = TransformerState
 
@@ -536,8 +538,11 @@ class StreamingTransformer(StreamingModule[TransformerState]):
                  max_period: float = 10_000, positional_scale: float = 1.0, xpos: bool = False,
                  lr: tp.Optional[float] = None, weight_decay: tp.Optional[float] = None,
                  layer_class: tp.Type[StreamingTransformerLayer] = StreamingTransformerLayer,
-                 checkpointing: str = "none", device: tp.Any = None, dtype: tp.Optional[torch.dtype] = None,
-                 **kwargs: tp.Any) -> None:
+                 checkpointing: str = "none", device: tp.Any = None, dtype: tp.Optional[torch.dtype] = None, *,
+                 activation: Activation = "relu", norm_first: bool = False, norm: str = "layer_norm",
+                 qk_layer_norm: bool = False, qk_layer_norm_cross: bool = False,
+                 attention_dropout: tp.Optional[float] = None, kv_repeat: int = 1, attention_backend: str = "torch",
+                 layer_norm_eps: float = 1e-5) -> None:
         super().__init__()
         if d_model % num_heads != 0:
             raise ValueError(f"d_model={d_model} must be divisible by num_heads={num_heads}.")
@@ -560,8 +565,11 @@ class StreamingTransformer(StreamingModule[TransformerState]):
             layer_class(d_model=d_model, num_heads=num_heads, dim_feedforward=dim_feedforward, dropout=dropout,
                         bias_ff=bias_ff, bias_attn=bias_attn, causal=causal, past_context=past_context,
                         custom=custom, memory_efficient=memory_efficient, attention_as_float32=attention_as_float32,
+                        qk_layer_norm=qk_layer_norm, qk_layer_norm_cross=qk_layer_norm_cross,
                         cross_attention=cross_attention, layer_scale=layer_scale, rope=self.rope,
-                        device=device, dtype=dtype, **kwargs)
+                        attention_dropout=attention_dropout, kv_repeat=kv_repeat, norm=norm, device=device,
+                        dtype=dtype, activation=activation, norm_first=norm_first,
+                        attention_backend=attention_backend, layer_norm_eps=layer_norm_eps)
             for _ in range(num_layers)])
 
     def _init_streaming_state(self) -> TransformerState:

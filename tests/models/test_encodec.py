@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from audiocraft.models.encodec import CompressionModel, EncodecModel, HFEncodecCompressionModel
-from audiocraft.models._build_compression import get_compression_model, get_debug_compression_model
+from audiocraft.models.builders import get_compression_model, get_debug_compression_model
 from audiocraft.models.loaders import load_compression_model, load_compression_model_ckpt
 from audiocraft.modules.seanet import SEANetDecoder, SEANetEncoder
 from audiocraft.quantization import QuantizedResult, ResidualVectorQuantizer

@@ -4,7 +4,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from audiocraft.models._build_lm import get_codebooks_pattern_provider, get_debug_lm_model, get_lm_model
+from audiocraft.models.builders import get_codebooks_pattern_provider, get_debug_lm_model, get_lm_model
 from audiocraft.models.lm import LMModel, LMOutput, ScaledEmbedding
 from audiocraft.modules.codebooks_patterns import DelayedPatternProvider, MusicLMPattern, UnrolledPatternProvider
 from audiocraft.modules.conditioners import ConditionFuser, ConditioningAttributes, ConditioningProvider
@@ -119,7 +119,7 @@ def test_generate_continuation_keeps_prompt(small, golden):
 def test_built_on_meta_and_assigned_matches_the_goldens(golden, monkeypatch):
     """The fast way to load: the LM body built on the meta device (no random init), the checkpoint tensors
     assigned. The conditioners (T5) are built for real before, as get_lm_model does."""
-    import audiocraft.models._build_lm as build
+    import audiocraft.models.builders as build
     from audiocraft.utils.checkpoint_io import load_state_dict_checked
 
     def on_meta(*args, **kwargs):

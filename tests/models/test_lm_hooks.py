@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from audiocraft.models._build_lm import get_debug_lm_model
+from audiocraft.models.builders import get_debug_lm_model
 from audiocraft.models._generation import ConditionPadding, FrameTracker
 from audiocraft.models.lm import LMModel
 from audiocraft.modules.codebooks_patterns import DelayedPatternProvider, UnrolledPatternProvider

@@ -15,6 +15,7 @@ import typing as tp
 import torch
 from torch import nn
 
+from ..attention import AttentionBackend
 from . import kernels
 from .attention import NativeAttention
 from .formats import PACKED_SUBMODULES, prepare_lm_for_inference, weight_format
@@ -34,8 +35,9 @@ def use_native_attention(model: nn.Module) -> int:
     count = 0
     for module in model.modules():
         backend = getattr(module, "backend", None)
-        if callable(getattr(module, "set_attention_backend", None)) and not isinstance(backend, NativeAttention):
-            module.set_attention_backend(NativeAttention(backend))
+        setter: tp.Any = getattr(module, "set_attention_backend", None)
+        if isinstance(backend, AttentionBackend) and setter is not None and not isinstance(backend, NativeAttention):
+            setter(NativeAttention(backend))
             count += 1
     return count
 

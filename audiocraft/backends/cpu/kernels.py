@@ -387,4 +387,3 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
                                  out.data_ptr(), out.stride(0), out.stride(1), B, H, S, D, D ** -0.5,
                                  torch.get_num_threads()))
     return out
-

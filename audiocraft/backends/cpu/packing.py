@@ -470,7 +470,8 @@ def pack_linear_weights(module: nn.Module, kind: str = "onednn", rows_hint: int 
         raise ValueError(f"rows_hint must be a positive int, got {rows_hint!r}.")
     targets = [child for child in module.modules() if _is_packable(child)]
     for child in targets:
-        pieces = child.weight_pieces() if hasattr(child, "weight_pieces") else {"weight": ("weight", 0, 0)}
+        pieces_of: tp.Any = getattr(child, "weight_pieces", None)
+        pieces: WeightPieces = pieces_of() if pieces_of is not None else {"weight": ("weight", 0, 0)}
         for name in {name for name, _, _ in pieces.values()}:
             weight = getattr(child, name)
             if weight.device.type != "cpu" or not weight.is_floating_point():

@@ -1,26 +1,13 @@
-"""Convert MusicGen checkpoints between the Audiocraft format and Hugging Face transformers' format.
-
-    python -m audiocraft.convert to-transformers facebook/musicgen-small musicgen-small-hf
-    python -m audiocraft.convert from-transformers musicgen-small-hf musicgen-small-audiocraft
-
-``to-transformers`` reads an Audiocraft folder or hub id (``state_dict.bin`` + ``compression_state_dict.bin``)
-and writes a ``save_pretrained`` folder that ``MusicgenForConditionalGeneration.from_pretrained`` (text models)
-or ``MusicgenMelodyForConditionalGeneration.from_pretrained`` (melody models) loads, with the T5 tokenizer and
-processor files. ``from-transformers`` does the reverse; ``MusicGen.get_pretrained(OUT)`` loads the result.
-Weights are moved bit for bit both ways. Errors print one line and exit with status 2.
-
-The Python API is :func:`to_transformers` and :func:`from_transformers` (from
-:mod:`audiocraft.utils.convert_transformers`).
-"""
+"""The ``python -m audiocraft.convert`` command line (see :mod:`audiocraft.convert`)."""
 from __future__ import annotations
 
 import argparse
 import sys
 import typing as tp
 
-from .utils.convert_transformers import ConversionError, from_transformers, to_transformers
+from .conversion import ConversionError, from_transformers, to_transformers
 
-__all__ = ["ConversionError", "to_transformers", "from_transformers", "build_parser", "main"]
+__all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,7 +50,3 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
         return 2
     print(f"wrote {out}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

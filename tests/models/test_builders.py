@@ -3,7 +3,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from audiocraft.models._build_conditioners import (
+from audiocraft.models.builders import (
     get_condition_fuser, get_conditioner_provider, get_debug_condition_fuser, get_debug_conditioner_provider,
 )
 from audiocraft.modules.conditioners import (

@@ -8,6 +8,7 @@ template or from the ``xp.cfg`` of an existing checkpoint.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 import math
 import typing as tp
@@ -15,7 +16,8 @@ import typing as tp
 import omegaconf
 from omegaconf import OmegaConf
 
-from ._convert_weights import ConversionError
+from ..models.builders import TransformerLMConfig
+from .weights import ConversionError
 
 MELODY_PREPEND = ["self_wav", "description"]  # transformer input: [chroma, text, audio tokens]
 
@@ -73,12 +75,11 @@ def lm_spec_from_cfg(cfg: omegaconf.DictConfig) -> LMSpec:
     """Check an LM ``xp.cfg`` and read what transformers needs; raises ConversionError on anything else."""
     if _plain(cfg, "lm_model") != "transformer_lm":
         raise ConversionError(f"lm_model={_plain(cfg, 'lm_model')!r}: only 'transformer_lm' (MusicGen) converts")
-    tl = _plain(cfg, "transformer_lm") or {}
-    defaults = {"hidden_scale": 4, "norm": "layer_norm", "norm_first": False, "bias_ff": True, "bias_attn": True,
-                "bias_proj": True, "past_context": None, "causal": True, "layer_scale": None,
-                "positional_embedding": "sin", "xpos": False, "qk_layer_norm": False, "qk_layer_norm_cross": False,
-                "kv_repeat": 1, "positional_scale": 1.0, "max_period": 10000, "activation": "gelu", "dropout": 0.0}
-    tl = {**defaults, **tl}
+    try:  # the builder's own reading of the section: the same keys, defaults and errors
+        config = TransformerLMConfig.from_dict(_plain(cfg, "transformer_lm") or {})
+    except ValueError as err:
+        raise ConversionError(str(err)) from err
+    tl = dataclasses.asdict(config)
     for key, allowed in [("norm", "layer_norm"), ("norm_first", True), ("bias_ff", False), ("bias_attn", False),
                          ("bias_proj", False), ("past_context", None), ("causal", True), ("layer_scale", None),
                          ("positional_embedding", "sin"), ("xpos", False), ("qk_layer_norm", False),

@@ -1,4 +1,4 @@
-"""Checkpoint conversion Audiocraft <-> transformers (audiocraft.convert, audiocraft.utils.convert_transformers).
+"""Checkpoint conversion Audiocraft <-> transformers (audiocraft.convert).
 
 Proof of the conversion on the tiny official-format checkpoints:
 - transformers' own classes load the converted folders with no missing / unexpected weights;
@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from audiocraft.convert import main
-from audiocraft.utils.convert_transformers import ConversionError, from_transformers, to_transformers
+from audiocraft.convert import ConversionError, from_transformers, to_transformers
 
-from .conftest import HF_CACHE_DIR, load_golden
+from tests.conftest import HF_CACHE_DIR, load_golden
 
 transformers = pytest.importorskip("transformers")
 
