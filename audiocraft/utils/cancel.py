@@ -4,10 +4,6 @@ from __future__ import annotations
 import threading
 
 
-class GenerationCancelled(Exception):
-    """Raised by ``generate_stream`` consumers' helpers when a generation was cancelled before any frame."""
-
-
 class CancelToken:
     """A flag another thread (a UI stop button, a signal handler) sets to stop a generation.
 

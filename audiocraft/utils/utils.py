@@ -5,6 +5,7 @@ import typing as tp
 
 import torch
 
+from .config import to_plain
 from .sampling import multinomial, sample_top_k, sample_top_p
 
 __all__ = ["multinomial", "sample_top_k", "sample_top_p", "length_to_mask", "collate", "dict_from_config"]
@@ -12,9 +13,7 @@ __all__ = ["multinomial", "sample_top_k", "sample_top_p", "length_to_mask", "col
 
 def dict_from_config(cfg: tp.Any) -> dict:
     """An OmegaConf node (resolved, relative to its root) as a plain ``dict``."""
-    from omegaconf import OmegaConf
-
-    out = OmegaConf.to_container(cfg, resolve=True)
+    out = to_plain(cfg)
     if not isinstance(out, dict):
         raise TypeError(f"Expected a mapping config node, got {type(out).__name__}.")
     return out
@@ -22,12 +21,14 @@ def dict_from_config(cfg: tp.Any) -> dict:
 
 def length_to_mask(lengths: torch.Tensor, max_len: tp.Optional[int] = None) -> torch.Tensor:
     """lengths ``[B]`` -> bool mask ``[B, max_len]``, True on the first ``lengths[b]`` positions.
-    ``max_len`` defaults to ``max(lengths)`` (at least 1)."""
+    ``max_len`` defaults (also when 0, as in Audiocraft) to ``max(lengths)``; the width is at least 1."""
     if lengths.dim() != 1:
         raise ValueError(f"lengths must be 1-D, got shape {list(lengths.shape)}.")
-    final_length = int(lengths.max().item()) if max_len is None else max_len
-    final_length = max(final_length, 1)
-    return torch.arange(final_length, device=lengths.device)[None, :] < lengths[:, None]
+    if max_len:
+        final_length = max_len
+    else:
+        final_length = int(lengths.max().item()) if lengths.numel() else 0
+    return torch.arange(max(final_length, 1), device=lengths.device)[None, :] < lengths[:, None]
 
 
 def collate(tensors: tp.List[torch.Tensor], dim: int = 0) -> tp.Tuple[torch.Tensor, torch.Tensor]:

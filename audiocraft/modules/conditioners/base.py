@@ -11,15 +11,8 @@ import typing as tp
 import torch
 from torch import nn
 
+from ...utils.utils import length_to_mask
 from .attributes import ConditionType, WavCondition
-
-
-def length_to_mask(lengths: torch.Tensor, max_len: tp.Optional[int] = None) -> torch.Tensor:
-    """lengths [B] -> bool mask [B, max_len] (default max(max(lengths), 1)), True on valid positions."""
-    if max_len is None:
-        max_len = max(int(lengths.max()) if lengths.numel() else 0, 1)
-    positions = torch.arange(max_len, device=lengths.device)
-    return positions[None, :] < lengths[:, None]
 
 
 class BaseConditioner(nn.Module):

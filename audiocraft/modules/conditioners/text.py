@@ -9,23 +9,12 @@ import warnings
 import torch
 from torch import nn
 
-from ...utils.validation import check_text
+from ...utils.validation import check_descriptions
 from .attributes import ConditionType
 from .base import TextConditioner
 from .tokenizers import NounsTokenizer, Tokenizer, WhiteSpaceTokenizer
 
 logger = logging.getLogger(__name__)
-
-
-def _check_texts(name: str, x: tp.Any) -> tp.List[tp.Optional[str]]:
-    if isinstance(x, str) or not isinstance(x, (list, tuple)) or len(x) == 0:
-        raise TypeError(f"{name} must be a non-empty list of str or None (one per sample), got {x!r}.")
-    for i, item in enumerate(x):
-        if item is not None and not isinstance(item, str):
-            raise TypeError(f"{name}[{i}] must be a str or None, got {type(item).__name__}.")
-        if item is not None:
-            check_text(f"{name}[{i}]", item)  # the tokenizers take UTF-8: no unpaired surrogates
-    return list(x)
 
 
 class LUTConditioner(TextConditioner):
@@ -56,7 +45,7 @@ class LUTConditioner(TextConditioner):
 
     def tokenize(self, x: tp.List[tp.Optional[str]]) -> tp.Tuple[torch.Tensor, torch.Tensor]:
         """texts -> (tokens [B, L] int32, mask [B, L] int32) on the embedding's device."""
-        tokens, mask = self.tokenizer(_check_texts("x", x))
+        tokens, mask = self.tokenizer(check_descriptions("x", x))
         device = self.embed.weight.device
         return tokens.to(device), mask.to(device)
 
@@ -160,7 +149,7 @@ class T5Conditioner(TextConditioner):
     def tokenize(self, x: tp.List[tp.Optional[str]]) -> tp.Dict[str, torch.Tensor]:
         """texts (None = no description) -> {'input_ids', 'attention_mask'} [B, L] int64, right-padded to the
         longest text of the batch; rows of None / empty texts have an all-zero attention mask."""
-        entries: tp.List[str] = [t if t is not None else "" for t in _check_texts("x", x)]
+        entries: tp.List[str] = [t if t is not None else "" for t in check_descriptions("x", x)]
         if self.text_normalizer is not None:
             entries = [t or "" for t in self.text_normalizer.normalize(list(entries))]
         if self.word_dropout > 0.0 and self.training:

@@ -15,7 +15,7 @@ import typing as tp
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from .base import length_to_mask
+from ...utils.utils import length_to_mask
 
 PUNCTUATION = "?:!.,;"
 
