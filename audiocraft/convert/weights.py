@@ -102,6 +102,9 @@ def _pattern(template: str) -> "re.Pattern[str]":
     return re.compile(regex + "$")
 
 
+_RuleList = tp.Sequence[tp.Tuple["re.Pattern[str]", str]]
+
+
 class _Rules:
     """Name rules usable both ways: ``forward`` (Audiocraft -> transformers) and ``backward``."""
 
@@ -110,7 +113,7 @@ class _Rules:
         self.backward = [(_pattern(dst), src) for src, dst in rules]
 
     @staticmethod
-    def apply(rules: tp.Sequence[tp.Tuple["re.Pattern[str]", str]], name: str) -> tp.Optional[str]:
+    def apply(rules: _RuleList, name: str) -> tp.Optional[str]:
         for regex, target in rules:
             match = regex.match(name)
             if match:
@@ -130,6 +133,20 @@ def few_names(names: tp.Iterable[str], limit: int = 6) -> str:
     items = sorted(names)
     shown = ", ".join(items[:limit])
     return shown + (f", ... (+{len(items) - limit} more)" if len(items) > limit else "")
+
+
+def _rename(state: tp.Mapping[str, torch.Tensor], rules: tp.Callable[[str], "_RuleList"], what: str) -> StateDict:
+    """Every tensor of ``state`` under the name its rules give; a name no rule matches is a ConversionError."""
+    out: StateDict = {}
+    unknown = []
+    for name, tensor in state.items():
+        target = _Rules.apply(rules(name), name)
+        if target is None:
+            unknown.append(name)
+        else:
+            out[target] = tensor
+    _unknown(unknown, what)
+    return out
 
 
 def _unknown(names: tp.Iterable[str], what: str) -> None:
@@ -175,16 +192,7 @@ def lm_to_transformers(state: tp.Mapping[str, torch.Tensor]) -> tp.Tuple[StateDi
 def codec_to_transformers(state: tp.Mapping[str, torch.Tensor]) -> StateDict:
     """Audiocraft EnCodec weights -> transformers ``EncodecModel`` weights (without the ``audio_encoder.``
     prefix). ``weight_g`` / ``weight_v`` become ``parametrizations.weight.original0`` / ``original1``."""
-    out: StateDict = {}
-    unknown = []
-    for name, tensor in state.items():
-        target = _Rules.apply(_CODEC.forward + _CODEC_TR.forward, name)
-        if target is None:
-            unknown.append(name)
-        else:
-            out[target] = tensor
-    _unknown(unknown, "compression model")
-    return out
+    return _rename(state, lambda _: _CODEC.forward + _CODEC_TR.forward, "compression model")
 
 
 def transposed_conv_layers(num_ratios: int, num_residual_layers: int) -> tp.Set[int]:
@@ -247,15 +255,8 @@ def lm_from_transformers(state: tp.Mapping[str, torch.Tensor]) -> StateDict:
 def codec_from_transformers(state: tp.Mapping[str, torch.Tensor], transposed: tp.Set[int]) -> StateDict:
     """transformers ``EncodecModel`` weights (no prefix) -> Audiocraft EnCodec weights; ``transposed`` holds the
     decoder layer indices of the transposed convolutions."""
-    out: StateDict = {}
-    unknown = []
-    for name, tensor in state.items():
+    def rules(name: str) -> _RuleList:
         match = re.match(r"decoder\.layers\.(\d+)\.conv\.", name)
-        rules = _CODEC_TR.backward if match and int(match.group(1)) in transposed else _CODEC.backward
-        target = _Rules.apply(rules, name)
-        if target is None:
-            unknown.append(name)
-        else:
-            out[target] = tensor
-    _unknown(unknown, "transformers EnCodec")
-    return out
+        return _CODEC_TR.backward if match and int(match.group(1)) in transposed else _CODEC.backward
+
+    return _rename(state, rules, "transformers EnCodec")

@@ -114,8 +114,8 @@ def _to_weight_norm(module: nn.Module) -> None:
     module.weight_v = nn.Parameter(weight.detach())
 
 
-class _WeightNormConv1d(nn.Conv1d):
-    """``nn.Conv1d`` with legacy weight norm: parameters ``bias``, ``weight_g``, ``weight_v``.
+class _LegacyWeightNorm(nn.Module):
+    """Put in front of a convolution class: legacy weight norm, parameters ``bias``, ``weight_g``, ``weight_v``.
 
     ``self.weight`` still reads as the effective weight (computed on access, differentiable).
     """
@@ -129,21 +129,16 @@ class _WeightNormConv1d(nn.Conv1d):
             return _weight_norm_weight(self.weight_g, self.weight_v)
         return super().__getattr__(name)
 
+
+class _WeightNormConv1d(_LegacyWeightNorm, nn.Conv1d):
+    """``nn.Conv1d`` with legacy weight norm."""
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(x, _weight_norm_weight(self.weight_g, self.weight_v), self.bias)
 
 
-class _WeightNormConvTranspose1d(nn.ConvTranspose1d):
+class _WeightNormConvTranspose1d(_LegacyWeightNorm, nn.ConvTranspose1d):
     """``nn.ConvTranspose1d`` with legacy weight norm (``weight_g`` is ``[C_in, 1, 1]``, as torch's dim=0)."""
-
-    def __init__(self, *args: tp.Any, **kwargs: tp.Any) -> None:
-        super().__init__(*args, **kwargs)
-        _to_weight_norm(self)
-
-    def __getattr__(self, name: str) -> tp.Any:
-        if name == "weight" and "weight_v" in self._parameters:
-            return _weight_norm_weight(self.weight_g, self.weight_v)
-        return super().__getattr__(name)
 
     def forward(self, x: torch.Tensor, output_size: tp.Optional[tp.List[int]] = None) -> torch.Tensor:
         if output_size is not None:

@@ -141,7 +141,33 @@ def _check_disable_norm(disable_norm_outer_blocks: int, n_blocks: int) -> None:
                          f"(number of blocks = len(ratios) + 2)")
 
 
-class SEANetEncoder(StreamingModule):
+class _SEANet(StreamingModule):
+    """What the encoder and the decoder share: their geometry attributes and the residual stacks."""
+
+    def _setup(self, channels: int, dimension: int, n_filters: int, n_residual_layers: int, ratios: tp.List[int],
+               disable_norm_outer_blocks: int, activation_params: tp.Optional[tp.Dict[str, tp.Any]]
+               ) -> tp.Dict[str, tp.Any]:
+        """Store the geometry (``ratios`` in the order they are applied); returns the activation parameters."""
+        self.channels = channels
+        self.dimension = dimension
+        self.n_filters = n_filters
+        self.ratios = ratios
+        self.n_residual_layers = n_residual_layers
+        self.hop_length = int(np.prod(self.ratios))
+        self.n_blocks = len(self.ratios) + 2
+        self.disable_norm_outer_blocks = disable_norm_outer_blocks
+        _check_disable_norm(disable_norm_outer_blocks, self.n_blocks)
+        return {"alpha": 1.0} if activation_params is None else activation_params
+
+    def _residual_blocks(self, dim: int, norm: str, residual_kernel_size: int, dilation_base: int,
+                         **kwargs: tp.Any) -> tp.List[nn.Module]:
+        """``n_residual_layers`` residual blocks of width ``dim``, the j-th dilated by ``dilation_base ** j``."""
+        return [SEANetResnetBlock(dim, kernel_sizes=[residual_kernel_size, 1], dilations=[dilation_base ** j, 1],
+                                  norm=norm, **kwargs)
+                for j in range(self.n_residual_layers)]
+
+
+class SEANetEncoder(_SEANet):
     """SEANet encoder: conv, then per ratio (residual blocks, activation, strided conv), LSTM, final conv.
 
     Args (Audiocraft names): channels, dimension (latent size), n_filters (base width, doubled per ratio),
@@ -160,18 +186,13 @@ class SEANetEncoder(StreamingModule):
                  causal: bool = False, pad_mode: str = "reflect", true_skip: bool = True, compress: int = 2,
                  lstm: int = 0, disable_norm_outer_blocks: int = 0) -> None:
         super().__init__()
-        if activation_params is None:
-            activation_params = {"alpha": 1.0}
-        self.channels = channels
-        self.dimension = dimension
-        self.n_filters = n_filters
-        self.ratios = list(reversed(list(ratios)))
-        self.n_residual_layers = n_residual_layers
-        self.hop_length = int(np.prod(self.ratios))
-        self.n_blocks = len(self.ratios) + 2
-        self.disable_norm_outer_blocks = disable_norm_outer_blocks
-        _check_disable_norm(disable_norm_outer_blocks, self.n_blocks)
+        activation_params = self._setup(channels, dimension, n_filters, n_residual_layers,
+                                        list(reversed(list(ratios))), disable_norm_outer_blocks, activation_params)
         conv_args: tp.Dict[str, tp.Any] = dict(norm_kwargs=norm_params, causal=causal, pad_mode=pad_mode)
+        resnet_args: tp.Dict[str, tp.Any] = dict(
+            residual_kernel_size=residual_kernel_size, dilation_base=dilation_base, norm_params=norm_params,
+            activation=activation, activation_params=activation_params, causal=causal, pad_mode=pad_mode,
+            compress=compress, true_skip=true_skip)
 
         mult = 1
         layers: tp.List[nn.Module] = [
@@ -179,12 +200,7 @@ class SEANetEncoder(StreamingModule):
                              norm="none" if disable_norm_outer_blocks >= 1 else norm, **conv_args)]
         for i, ratio in enumerate(self.ratios):
             block_norm = "none" if disable_norm_outer_blocks >= i + 2 else norm
-            for j in range(n_residual_layers):
-                layers.append(SEANetResnetBlock(
-                    mult * n_filters, kernel_sizes=[residual_kernel_size, 1], dilations=[dilation_base ** j, 1],
-                    norm=block_norm, norm_params=norm_params, activation=activation,
-                    activation_params=activation_params, causal=causal, pad_mode=pad_mode, compress=compress,
-                    true_skip=true_skip))
+            layers += self._residual_blocks(mult * n_filters, block_norm, **resnet_args)
             layers += [_activation(activation, activation_params, "activation"),
                        StreamableConv1d(mult * n_filters, mult * n_filters * 2, kernel_size=ratio * 2, stride=ratio,
                                         norm=block_norm, **conv_args)]
@@ -206,7 +222,7 @@ class SEANetEncoder(StreamingModule):
         return self.model.flush(x)
 
 
-class SEANetDecoder(StreamingModule):
+class SEANetDecoder(_SEANet):
     """SEANet decoder, mirror of the encoder: conv, LSTM, per ratio (activation, transposed conv, residual
     blocks), activation, final conv, optional final activation.
 
@@ -225,18 +241,13 @@ class SEANetDecoder(StreamingModule):
                  causal: bool = False, pad_mode: str = "reflect", true_skip: bool = True, compress: int = 2,
                  lstm: int = 0, disable_norm_outer_blocks: int = 0, trim_right_ratio: float = 1.0) -> None:
         super().__init__()
-        if activation_params is None:
-            activation_params = {"alpha": 1.0}
-        self.dimension = dimension
-        self.channels = channels
-        self.n_filters = n_filters
-        self.ratios = list(ratios)
-        self.n_residual_layers = n_residual_layers
-        self.hop_length = int(np.prod(self.ratios))
-        self.n_blocks = len(self.ratios) + 2
-        self.disable_norm_outer_blocks = disable_norm_outer_blocks
-        _check_disable_norm(disable_norm_outer_blocks, self.n_blocks)
+        activation_params = self._setup(channels, dimension, n_filters, n_residual_layers, list(ratios),
+                                        disable_norm_outer_blocks, activation_params)
         conv_args: tp.Dict[str, tp.Any] = dict(norm_kwargs=norm_params, causal=causal, pad_mode=pad_mode)
+        resnet_args: tp.Dict[str, tp.Any] = dict(
+            residual_kernel_size=residual_kernel_size, dilation_base=dilation_base, norm_params=norm_params,
+            activation=activation, activation_params=activation_params, causal=causal, pad_mode=pad_mode,
+            compress=compress, true_skip=true_skip)
 
         mult = int(2 ** len(self.ratios))
         layers: tp.List[nn.Module] = [
@@ -250,12 +261,7 @@ class SEANetDecoder(StreamingModule):
                        StreamableConvTranspose1d(mult * n_filters, mult * n_filters // 2, kernel_size=ratio * 2,
                                                  stride=ratio, norm=block_norm, norm_kwargs=norm_params,
                                                  causal=causal, trim_right_ratio=trim_right_ratio)]
-            for j in range(n_residual_layers):
-                layers.append(SEANetResnetBlock(
-                    mult * n_filters // 2, kernel_sizes=[residual_kernel_size, 1], dilations=[dilation_base ** j, 1],
-                    activation=activation, activation_params=activation_params, norm=block_norm,
-                    norm_params=norm_params, causal=causal, pad_mode=pad_mode, compress=compress,
-                    true_skip=true_skip))
+            layers += self._residual_blocks(mult * n_filters // 2, block_norm, **resnet_args)
             mult //= 2
         layers += [_activation(activation, activation_params, "activation"),
                    StreamableConv1d(n_filters, channels, last_kernel_size,
