@@ -269,17 +269,21 @@ class BaseGenModel(ABC):
             raise TypeError(f"cancel must be a CancelToken or None, got {type(cancel).__name__}.")
         return GenerationOptions(generators=make_generators(seed, batch_size, self.device), cancel=cancel)
 
+    def _threads(self) -> tp.ContextManager[None]:
+        """The backend's thread handling around a generation (see :func:`audiocraft.backends.threads`)."""
+        return backends.threads()
+
     def _run(self, attributes: tp.List[ConditioningAttributes], prompt_tokens: tp.Optional[torch.Tensor],
              progress: bool, return_tokens: bool, seed: SeedType, cancel: tp.Optional[CancelToken]) -> AudioAndTokens:
         """Generate tokens for ``attributes`` (and the prompt), decode them, return audio (and tokens)."""
         options = self._options(seed, cancel, len(attributes))
-        with backends.threads():
+        with self._threads():
             tokens = self._generate_tokens(attributes, prompt_tokens, progress, options)
             audio = self.generate_audio(tokens)
         return (audio, tokens) if return_tokens else audio
 
     def _output(self, tokens: torch.Tensor, return_tokens: bool) -> AudioAndTokens:
-        with backends.threads():
+        with self._threads():
             audio = self.generate_audio(tokens)
         return (audio, tokens) if return_tokens else audio
 

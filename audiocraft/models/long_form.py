@@ -12,7 +12,6 @@ import typing as tp
 
 import torch
 
-from .. import backends
 from ..data.audio_utils import MAX_SAMPLE_RATE, convert_audio
 from ..modules.conditioners import ConditioningAttributes
 from ..utils.cancel import CancelToken
@@ -194,7 +193,7 @@ def generate_long(model: "BaseGenModel", schedule: tp.Sequence[tp.Tuple[float, t
                                                          else [first] * batch, None)
     options = model._options(seed, cancel, batch)
     hook = ScheduleHook(model, attributes, entries, melodies, float(crossfade), options)
-    with backends.threads():
+    with model._threads():
         tokens = model._generate_tokens(attributes, None, progress, options,
                                         duration=None if duration is None else float(duration), on_window=hook)
         audio = apply_crossfades(model, tokens, model.generate_audio(tokens), hook.crossfades)

@@ -13,7 +13,6 @@ import typing as tp
 
 import torch
 
-from .. import backends
 from ..utils.cancel import CancelToken
 from ..utils.validation import check_descriptions, check_number
 
@@ -136,7 +135,7 @@ def stream_audio(model: "BaseGenModel", run: tp.Callable[["GenerationOptions"], 
         finally:
             out.put(_DONE)
 
-    with backends.threads():  # the worker's parallel regions must not wake this thread's idle pool
+    with model._threads():  # the worker's parallel regions must not wake this thread's idle pool
         thread = threading.Thread(target=worker, name="musicgen-stream", daemon=True)
         thread.start()
         try:

@@ -462,7 +462,8 @@ class MusicGenTrainer:
     def export(self) -> tp.Optional[str]:
         """Write ``state_dict.bin`` + ``compression_state_dict.bin`` in ``out`` (rank 0). Returns the folder."""
         from ..models.loaders import load_lm_model_ckpt
-        from ..utils.export import LM_FILENAME, copy_compression_model, export_lm
+        from ..utils.export import LM_FILENAME, export_lm
+        from .export import copy_compression_model
         with torch.no_grad():
             state = self.exported_state_dict()
         folder = None

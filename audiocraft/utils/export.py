@@ -127,29 +127,3 @@ def export_pretrained_compression_model(pretrained_encodec: str, out_file: PathL
     if not isinstance(pretrained_encodec, str) or not pretrained_encodec:
         raise TypeError(f"pretrained_encodec must be a non-empty str, got {pretrained_encodec!r}.")
     return _atomic_save({"pretrained": pretrained_encodec, "exported": True, "version": _version()}, out_file)
-
-
-def copy_compression_model(name: PathLike, out_file: PathLike) -> Path:
-    """Copy the compression package of a MusicGen model (hub id, folder or file) to ``out_file``."""
-    from ..models.loaders import load_compression_model_ckpt
-    return _atomic_save(load_compression_model_ckpt(Path(name) if not isinstance(name, str) else name), out_file)
-
-
-def export_musicgen(out_dir: PathLike, state_dict: tp.Mapping[str, torch.Tensor], cfg: tp.Any,
-                    compression_from: tp.Optional[PathLike] = None,
-                    pretrained_compression: tp.Optional[str] = None) -> Path:
-    """Write a complete MusicGen folder: the LM package and the compression package.
-
-    The compression package is copied from ``compression_from`` (the base MusicGen's hub id or folder), or,
-    with ``pretrained_compression``, written as a reference to that name. Returns the folder.
-    """
-    if (compression_from is None) == (pretrained_compression is None):
-        raise ValueError("give exactly one of compression_from (copy) and pretrained_compression (reference).")
-    folder = Path(out_dir)
-    export_lm(state_dict, cfg, folder / LM_FILENAME)
-    if compression_from is not None:
-        copy_compression_model(compression_from, folder / COMPRESSION_FILENAME)
-    else:
-        assert pretrained_compression is not None
-        export_pretrained_compression_model(pretrained_compression, folder / COMPRESSION_FILENAME)
-    return folder

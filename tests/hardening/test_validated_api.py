@@ -37,7 +37,7 @@ REVIEWED_ASSERTS = {
     ("audiocraft/modules/transformer.py", "isinstance(state, CrossAttentionState)"),
     ("audiocraft/modules/transformer.py", "isinstance(state, KVCacheState)"),
     ("audiocraft/modules/transformer.py", "self.cross_attention is not None"),
-    ("audiocraft/utils/export.py", "pretrained_compression is not None"),
+    ("audiocraft/train/export.py", "pretrained_compression is not None"),
 }
 
 

@@ -1,4 +1,4 @@
-"""Tests of audiocraft/utils/export.py: the official exported package layout."""
+"""Tests of audiocraft/utils/export.py (the official exported package layout) and audiocraft/train/export.py."""
 from pathlib import Path
 
 import pytest
@@ -6,9 +6,8 @@ import torch
 from omegaconf import OmegaConf
 
 from audiocraft.utils.checkpoint_io import CheckpointError
-from audiocraft.utils.export import (
-    export_encodec, export_lm, export_musicgen, export_pretrained_compression_model,
-)
+from audiocraft.train.export import export_musicgen
+from audiocraft.utils.export import export_encodec, export_lm, export_pretrained_compression_model
 
 CFG = "sample_rate: 32000\nencodec:\n  sample_rate: ${sample_rate}\n"
 
