@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from .audio_utils import _check_float_clip, _check_sample_rate, _shown, convert_audio, f32_pcm, normalize_audio
+from ..utils.validation import ArgumentError, ArgumentTypeError
 
 PathLike = tp.Union[str, os.PathLike]
 
@@ -67,7 +68,7 @@ _MAX_PADDED = 2 ** 31 - 1  # samples per channel audio_read(pad=True) may alloca
 # ------------------------------------------------------------------------------------------------ reading
 def _existing_file(path: object, name: str = 'filepath') -> Path:
     if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"{name} must be a str or os.PathLike, got {type(path).__name__}")
+        raise ArgumentTypeError(f"{name} must be a str or os.PathLike, got {type(path).__name__}")
     fp = Path(path)
     if not fp.is_file():
         raise FileNotFoundError(errno.ENOENT, f"no such audio file: '{fp}'", str(fp))
@@ -80,7 +81,7 @@ def _open_audio(fp: Path) -> tuple[tp.Any, tp.Any]:
     container = av.open(str(fp))
     if not container.streams.audio:
         container.close()
-        raise ValueError(f"'{fp}' has no audio stream")
+        raise ArgumentError(f"'{fp}' has no audio stream")
     return container, container.streams.audio[0]
 
 
@@ -184,9 +185,9 @@ def audio_read(filepath: PathLike, seek_time: float = 0., duration: float = -1.,
     fp = _existing_file(filepath)
     for name, value in (('seek_time', seek_time), ('duration', duration)):
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not _finite(value):
-            raise ValueError(f"{name} must be a finite number of seconds, got {_shown(value)}")
+            raise ArgumentError(f"{name} must be a finite number of seconds, got {_shown(value)}")
     if seek_time < 0:
-        raise ValueError(f"seek_time must be >= 0 seconds, got {seek_time!r}")
+        raise ArgumentError(f"seek_time must be >= 0 seconds, got {seek_time!r}")
     # Beyond ~31,700 years every file has ended: clamp so that sample counts stay exact int64 values.
     seek_time, duration = min(float(seek_time), _MAX_SECONDS), min(float(duration), _MAX_SECONDS)
     chunks, sample_rate, channels, ok = _decode(fp, seek_time, duration, seek=True)
@@ -200,8 +201,8 @@ def audio_read(filepath: PathLike, seek_time: float = 0., duration: float = -1.,
         wav = wav[:, :int(duration * sample_rate)]
     if pad and duration > 0:
         if duration * sample_rate > _MAX_PADDED:
-            raise ValueError(f"duration={duration!r} s with pad=True asks for {int(duration * sample_rate)} samples "
-                             f"per channel; at most {_MAX_PADDED} can be padded")
+            raise ArgumentError(f"duration={duration!r} s with pad=True asks for {int(duration * sample_rate)} samples "
+                                f"per channel; at most {_MAX_PADDED} can be padded")
         wav = F.pad(wav, (0, int(duration * sample_rate) - wav.shape[-1]))
     return wav.float().contiguous(), sample_rate
 
@@ -219,7 +220,7 @@ def audio_metadata(filepath: PathLike) -> dict[str, str]:
 # ------------------------------------------------------------------------------------------------ writing
 def _check_positive_int(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) <= 0:
-        raise ValueError(f"{name} must be a positive integer (kbps), got {value!r}")
+        raise ArgumentError(f"{name} must be a positive integer (kbps), got {value!r}")
     return int(value)
 
 
@@ -361,21 +362,21 @@ def audio_write(stem_name: PathLike, wav: torch.Tensor, sample_rate: int, format
     and flac keep any key). The write is atomic (see the module docstring). Returns the path written.
     """
     if not isinstance(stem_name, (str, os.PathLike)):
-        raise TypeError(f"stem_name must be a str or os.PathLike, got {type(stem_name).__name__}")
+        raise ArgumentTypeError(f"stem_name must be a str or os.PathLike, got {type(stem_name).__name__}")
     if not isinstance(format, str) or format.lower() not in _FORMATS:
-        raise ValueError(f"unknown audio format {format!r}; allowed: {', '.join(_FORMATS)}")
+        raise ArgumentError(f"unknown audio format {format!r}; allowed: {', '.join(_FORMATS)}")
     fmt = _FORMATS[format.lower()]
     wav = _check_float_clip(wav)
     if wav.dim() == 1:
         wav = wav[None]
     sample_rate = _check_sample_rate(sample_rate)
     if not 1 <= wav.shape[0] <= fmt.max_channels:
-        raise ValueError(f"format {format!r} takes 1 to {fmt.max_channels} channels, got wav of shape "
-                         f"{list(wav.shape)} ({wav.shape[0]} channels; wav must be [C, T])")
+        raise ArgumentError(f"format {format!r} takes 1 to {fmt.max_channels} channels, got wav of shape "
+                            f"{list(wav.shape)} ({wav.shape[0]} channels; wav must be [C, T])")
     if wav.shape[-1] == 0:
-        raise ValueError("wav is empty (0 samples); nothing to write")
+        raise ArgumentError("wav is empty (0 samples); nothing to write")
     if metadata is not None and not isinstance(metadata, dict):
-        raise TypeError(f"metadata must be a dict or None, got {type(metadata).__name__}")
+        raise ArgumentTypeError(f"metadata must be a dict or None, got {type(metadata).__name__}")
     tags = {str(key): str(value) for key, value in (metadata or {}).items()}
     bit_rate = None
     if fmt.codec == 'libmp3lame':
@@ -398,3 +399,17 @@ def audio_write(stem_name: PathLike, wav: torch.Tensor, sample_rate: int, format
                                 str(path.parent))
     _write_atomically(path, lambda tmp: _encode_to(tmp, wav, rate, fmt, bit_rate, tags))
     return path
+
+
+# ------------------------------------------------------------------------------------------------ Audiocraft names
+def _av_read(filepath: PathLike, seek_time: float = 0, duration: float = -1.) -> tuple[torch.Tensor, int]:
+    """Audiocraft's PyAV reader, kept for code that imports it: :func:`audio_read` without padding."""
+    return audio_read(filepath, seek_time, duration)
+
+
+def _av_info(filepath: PathLike) -> AudioFileInfo:
+    """Audiocraft's PyAV probe, kept for code that imports it: :func:`audio_info`."""
+    return audio_info(filepath)
+
+
+_soundfile_info = _av_info  # Audiocraft probed wav files with soundfile; PyAV reads the same headers

@@ -12,6 +12,7 @@ import numbers
 import torch
 
 from .loudness import integrated_loudness
+from ..utils.validation import ArgumentError, ArgumentTypeError
 
 logger = logging.getLogger(__name__)
 
@@ -32,32 +33,32 @@ def _shown(value: object) -> str:
 def _check_db(value: object, name: str) -> float:
     """A finite number of decibels within +-`MAX_HEADROOM_DB`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number of dB, got {_shown(value)} ({type(value).__name__})")
+        raise ArgumentTypeError(f"{name} must be a number of dB, got {_shown(value)} ({type(value).__name__})")
     try:
         db = float(value)
     except OverflowError:
         db = math.inf
     if not math.isfinite(db) or abs(db) > MAX_HEADROOM_DB:
-        raise ValueError(f"{name} must be a finite number of dB in [-{MAX_HEADROOM_DB:g}, {MAX_HEADROOM_DB:g}], "
-                         f"got {_shown(value)}")
+        raise ArgumentError(f"{name} must be a finite number of dB in [-{MAX_HEADROOM_DB:g}, {MAX_HEADROOM_DB:g}], "
+                            f"got {_shown(value)}")
     return db
 
 
 def _check_tensor(wav: object, name: str = 'wav') -> torch.Tensor:
     if not isinstance(wav, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(wav).__name__}")
+        raise ArgumentTypeError(f"{name} must be a torch.Tensor, got {type(wav).__name__}")
     return wav
 
 
-def _check_float_clip(wav: object, name: str = 'wav') -> torch.Tensor:
-    """A finite floating point clip `[C, T]` or `[T]`."""
+def _check_float_clip(wav: object, name: str = 'wav', batched: bool = False) -> torch.Tensor:
+    """A finite floating point clip `[C, T]` or `[T]` (with `batched`, any leading dimensions: `[..., C, T]`)."""
     wav = _check_tensor(wav, name)
     if not wav.dtype.is_floating_point:
-        raise TypeError(f"{name} must be a floating point tensor, got dtype {wav.dtype}")
-    if wav.dim() not in (1, 2):
-        raise ValueError(f"{name} must have shape [C, T] or [T], got {wav.dim()} dims with shape {list(wav.shape)}")
+        raise ArgumentTypeError(f"{name} must be a floating point tensor, got dtype {wav.dtype}")
+    if wav.dim() == 0 or (wav.dim() > 2 and not batched):
+        raise ArgumentError(f"{name} must have shape [C, T] or [T], got {wav.dim()} dims with shape {list(wav.shape)}")
     if wav.numel() and not bool(torch.isfinite(wav).all()):
-        raise ValueError(f"{name} contains NaN or infinite values; only finite samples can be normalized or written")
+        raise ArgumentError(f"{name} contains NaN or infinite values; only finite samples can be normalized or written")
     return wav
 
 
@@ -72,23 +73,23 @@ def _check_sample_rate(sample_rate: object, name: str = 'sample_rate') -> int:
     if isinstance(sample_rate, torch.Tensor) and sample_rate.numel() == 1:
         sample_rate = sample_rate.item()
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Real):
-        raise TypeError(f"{name} must be a positive integer (Hz), got {_shown(sample_rate)}")
+        raise ArgumentTypeError(f"{name} must be a positive integer (Hz), got {_shown(sample_rate)}")
     try:
         value = float(sample_rate)
     except OverflowError:  # an int beyond the float range
-        raise ValueError(f"{name} must be a positive integer (Hz), got {_shown(sample_rate)}") from None
+        raise ArgumentError(f"{name} must be a positive integer (Hz), got {_shown(sample_rate)}") from None
     if not math.isfinite(value) or value <= 0 or not value.is_integer():
-        raise ValueError(f"{name} must be a positive integer (Hz), got {sample_rate!r}")
+        raise ArgumentError(f"{name} must be a positive integer (Hz), got {sample_rate!r}")
     if value > MAX_SAMPLE_RATE:
-        raise ValueError(f"{name} must be at most {MAX_SAMPLE_RATE} Hz, got {_shown(sample_rate)}")
+        raise ArgumentError(f"{name} must be at most {MAX_SAMPLE_RATE} Hz, got {_shown(sample_rate)}")
     return int(value)
 
 
 def _check_channels(channels: object, name: str = 'channels') -> int:
     if isinstance(channels, bool) or not isinstance(channels, numbers.Integral) or int(channels) < 1:
-        raise ValueError(f"{name} must be a positive integer, got {_shown(channels)}")
+        raise ArgumentError(f"{name} must be a positive integer, got {_shown(channels)}")
     if int(channels) > MAX_CHANNELS:
-        raise ValueError(f"{name} must be at most {MAX_CHANNELS}, got {_shown(channels)}")
+        raise ArgumentError(f"{name} must be at most {MAX_CHANNELS}, got {_shown(channels)}")
     return int(channels)
 
 
@@ -102,10 +103,10 @@ def convert_audio_channels(wav: torch.Tensor, channels: int = 2) -> torch.Tensor
     wav = _check_tensor(wav)
     channels = _check_channels(channels)
     if wav.dim() < 2:
-        raise ValueError(f"wav must have shape [..., C, T] (at least 2 dims), got shape {list(wav.shape)}")
+        raise ArgumentError(f"wav must have shape [..., C, T] (at least 2 dims), got shape {list(wav.shape)}")
     src_channels = wav.shape[-2]
     if src_channels == 0:
-        raise ValueError(f"wav has no channel (shape {list(wav.shape)}); it must have shape [..., C, T] with C >= 1")
+        raise ArgumentError(f"wav has no channel (shape {list(wav.shape)}); it must have shape [..., C, T] with C >= 1")
     if src_channels == channels:
         return wav
     if channels == 1:
@@ -114,8 +115,8 @@ def convert_audio_channels(wav: torch.Tensor, channels: int = 2) -> torch.Tensor
         return wav.expand(*wav.shape[:-2], channels, wav.shape[-1])
     if src_channels > channels:
         return wav[..., :channels, :]
-    raise ValueError(f"cannot convert {src_channels} channels to {channels}: only mono audio can be upmixed "
-                     f"(allowed: any count -> 1, 1 -> any count, N -> fewer than N)")
+    raise ArgumentError(f"cannot convert {src_channels} channels to {channels}: only mono audio can be upmixed "
+                        f"(allowed: any count -> 1, 1 -> any count, N -> fewer than N)")
 
 
 def convert_audio(wav: torch.Tensor, from_rate: float, to_rate: float, to_channels: int) -> torch.Tensor:
@@ -130,9 +131,9 @@ def convert_audio(wav: torch.Tensor, from_rate: float, to_rate: float, to_channe
     if from_rate == to_rate:
         return wav
     if not wav.dtype.is_floating_point:
-        raise TypeError(f"wav must be a floating point tensor to be resampled, got dtype {wav.dtype}")
+        raise ArgumentTypeError(f"wav must be a floating point tensor to be resampled, got dtype {wav.dtype}")
     if from_rate > MAX_DOWNSAMPLING * to_rate:  # the sinc window grows with the ratio (1e6 -> 1 Hz: GBs)
-        raise ValueError(f"from_rate / to_rate must be at most {MAX_DOWNSAMPLING}, got {from_rate} / {to_rate} Hz")
+        raise ArgumentError(f"from_rate / to_rate must be at most {MAX_DOWNSAMPLING}, got {from_rate} / {to_rate} Hz")
     if wav.shape[-1] == 0:  # nothing to resample (julius cannot reshape an empty signal)
         return wav.new_zeros(wav.shape)
     old, new, _ = _reduced(from_rate, to_rate)
@@ -193,13 +194,14 @@ def resample_direct(wav: torch.Tensor, from_rate: int, to_rate: int, block_taps:
 
 # ------------------------------------------------------------------------------------------------ normalization
 def _clip_wav(wav: torch.Tensor, log_clipping: bool = False, stem_name: str | None = None) -> torch.Tensor:
-    """Clamp to [-1, 1] (out of place), optionally logging how much was clipped."""
+    """Clamp ``wav`` to [-1, 1] IN PLACE (as Audiocraft does) and return it, optionally logging how much was
+    clipped."""
     if log_clipping:
         clipped = wav.abs() > 1
         if bool(clipped.any()):
             logger.warning("clipping %s: %.4f%% of the samples exceed 1 (peak %.4f); they are clamped to [-1, 1]",
                            stem_name or 'audio', 100 * clipped.float().mean().item(), wav.abs().max().item())
-    return wav.clamp(-1, 1)
+    return wav.clamp_(-1, 1)
 
 
 def _rescale(wav: torch.Tensor, rescaling: torch.Tensor, target: float, level: torch.Tensor) -> torch.Tensor:
@@ -244,7 +246,8 @@ def normalize_audio(wav: torch.Tensor, normalize: bool = True, strategy: str = '
                     peak_clip_headroom_db: float = 1, rms_headroom_db: float = 18, loudness_headroom_db: float = 14,
                     loudness_compressor: bool = False, log_clipping: bool = False, sample_rate: int | None = None,
                     stem_name: str | None = None) -> torch.Tensor:
-    """Normalize `wav` `[C, T]` (or `[T]`) with one of `NORMALIZATION_STRATEGIES`; returns the same shape.
+    """Normalize `wav` `[C, T]` (or `[T]`, or `[..., C, T]` with leading batch dimensions) with one of
+    `NORMALIZATION_STRATEGIES`; returns the same shape.
 
     - 'peak': scale so the peak is `-peak_clip_headroom_db` dBFS (with `normalize=False`, only scale down).
     - 'clip': clamp to +-(`-peak_clip_headroom_db` dBFS), no scaling.
@@ -254,11 +257,18 @@ def normalize_audio(wav: torch.Tensor, normalize: bool = True, strategy: str = '
     - 'none' (or ''): unchanged apart from clamping to [-1, 1].
     `normalize` only matters for 'peak' and 'rms'. Clamping is logged when `log_clipping` is set. An
     all-zero clip is returned unchanged. The input tensor is never modified in place.
+
+    With leading batch dimensions the statistics are Audiocraft's: the peak of the whole tensor, the RMS of the
+    mean over the first dimension; 'loudness' normalizes each `[C, T]` clip on its own.
     """
-    wav = _check_float_clip(wav)
+    wav = _check_float_clip(wav, batched=True)
+    if wav.dim() > 2 and isinstance(strategy, str) and strategy.lower() == 'loudness':
+        return torch.stack([normalize_audio(item, normalize, strategy, peak_clip_headroom_db, rms_headroom_db,
+                                            loudness_headroom_db, loudness_compressor, log_clipping, sample_rate,
+                                            stem_name) for item in wav]) if len(wav) else wav.clone()
     if not isinstance(strategy, str) or strategy.lower() not in NORMALIZATION_STRATEGIES + ('',):
-        raise ValueError(f"unknown normalization strategy {_shown(strategy)}; allowed: "
-                         f"{', '.join(NORMALIZATION_STRATEGIES)}")
+        raise ArgumentError(f"unknown normalization strategy {_shown(strategy)}; allowed: "
+                            f"{', '.join(NORMALIZATION_STRATEGIES)}")
     strategy = strategy.lower()
     scale_peak = 10 ** (-_check_db(peak_clip_headroom_db, 'peak_clip_headroom_db') / 20)
     scale_rms = 10 ** (-_check_db(rms_headroom_db, 'rms_headroom_db') / 20)
@@ -274,7 +284,7 @@ def normalize_audio(wav: torch.Tensor, normalize: bool = True, strategy: str = '
     if strategy == 'clip':
         return wav.clamp(-scale_peak, scale_peak)
     if strategy == 'rms':
-        mono = wav.mean(dim=0) if wav.dim() == 2 else wav
+        mono = wav.mean(dim=0) if wav.dim() >= 2 else wav
         rms = mono.pow(2).mean().sqrt() if mono.numel() else mono.new_zeros(())
         if not bool(torch.isfinite(rms)) or (rms.item() == 0 and bool(mono.any())):
             rms = mono.double().pow(2).mean().sqrt()  # x ** 2 overflowed (or underflowed) in wav's dtype
@@ -282,13 +292,13 @@ def normalize_audio(wav: torch.Tensor, normalize: bool = True, strategy: str = '
             rescaling = scale_rms / rms
             if normalize or rescaling.item() < 1:
                 wav = _rescale(wav, rescaling, scale_rms, rms)
-        return _clip_wav(wav, log_clipping=log_clipping, stem_name=stem_name)
+        return _clip_wav(wav.clone(), log_clipping=log_clipping, stem_name=stem_name)
     if strategy == 'loudness':
         if sample_rate is None:
-            raise ValueError("strategy='loudness' needs sample_rate (a positive integer in Hz), got None")
+            raise ArgumentError("strategy='loudness' needs sample_rate (a positive integer in Hz), got None")
         wav = normalize_loudness(wav, sample_rate, loudness_headroom_db, loudness_compressor)
-        return _clip_wav(wav, log_clipping=log_clipping, stem_name=stem_name)
-    return _clip_wav(wav, log_clipping=log_clipping, stem_name=stem_name)
+        return _clip_wav(wav.clone(), log_clipping=log_clipping, stem_name=stem_name)
+    return _clip_wav(wav.clone(), log_clipping=log_clipping, stem_name=stem_name)
 
 
 # ------------------------------------------------------------------------------------------------ PCM
@@ -301,7 +311,7 @@ def f32_pcm(wav: torch.Tensor) -> torch.Tensor:
         return wav.float() / 2 ** 15
     if wav.dtype == torch.int32:
         return (wav.double() / 2 ** 31).float()
-    raise TypeError(f"wav dtype must be floating point, int16 or int32, got {wav.dtype}")
+    raise ArgumentTypeError(f"wav dtype must be floating point, int16 or int32, got {wav.dtype}")
 
 
 def i16_pcm(wav: torch.Tensor) -> torch.Tensor:
@@ -311,13 +321,13 @@ def i16_pcm(wav: torch.Tensor) -> torch.Tensor:
     if wav.dtype == torch.int16:
         return wav
     if not wav.dtype.is_floating_point:
-        raise TypeError(f"wav dtype must be floating point or int16, got {wav.dtype}")
+        raise ArgumentTypeError(f"wav dtype must be floating point or int16, got {wav.dtype}")
     if wav.numel() == 0:
         return wav.to(torch.int16)
     peak = wav.abs().max().item()
     if not peak <= 1:
-        raise ValueError(f"float wav must lie in [-1, 1] to be converted to int16, got peak {peak}; "
-                         "normalize or clip it first")
+        raise ArgumentError(f"float wav must lie in [-1, 1] to be converted to int16, got peak {peak}; "
+                            "normalize or clip it first")
     candidate = (wav * 2 ** 15).round()
     if candidate.max().item() >= 2 ** 15:
         candidate = (wav * (2 ** 15 - 1)).round()

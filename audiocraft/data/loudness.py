@@ -23,6 +23,8 @@ import math
 
 import torch
 
+from ..utils.validation import ArgumentError
+
 _GATE_S = 0.4
 _OVERLAP = 0.75
 _ABS_GATE_LKFS = -70.0
@@ -66,8 +68,8 @@ def _impulse_response(b: tuple[float, float, float], a: tuple[float, float, floa
     disc = complex(a1 * a1 - 4 * a2)
     radius = max(abs((-a1 + disc ** 0.5) / 2), abs((-a1 - disc ** 0.5) / 2))
     if radius >= 1:
-        raise ValueError("the K-weighting filters are unstable at this sample_rate; loudness needs sample_rate "
-                         "well above 3000 Hz")
+        raise ArgumentError("the K-weighting filters are unstable at this sample_rate; loudness needs sample_rate "
+                            "well above 3000 Hz")
     max_len = _MAX_IMPULSE_LEN
     h = [0.0] * max_len
     y1 = y2 = 0.0
@@ -108,10 +110,10 @@ def integrated_loudness(wav: torch.Tensor, sample_rate: int) -> torch.Tensor:
     NaN when the clip is shorter than one 400 ms block or when every block is gated out.
     """
     if wav.dim() < 2:
-        raise ValueError(f"wav must have shape [..., C, T], got shape {list(wav.shape)}")
+        raise ArgumentError(f"wav must have shape [..., C, T], got shape {list(wav.shape)}")
     channels = wav.shape[-2]
     if not 1 <= channels <= len(_CHANNEL_WEIGHTS):
-        raise ValueError(f"loudness is defined for 1 to {len(_CHANNEL_WEIGHTS)} channels, got {channels}")
+        raise ArgumentError(f"loudness is defined for 1 to {len(_CHANNEL_WEIGHTS)} channels, got {channels}")
     block = int(round(_GATE_S * sample_rate))
     step = int(round(block * (1 - _OVERLAP)))
     filtered = k_weighted(wav, sample_rate)

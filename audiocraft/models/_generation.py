@@ -12,6 +12,7 @@ import typing as tp
 import torch
 
 from ..modules.codebooks_patterns import Pattern
+from ..utils.validation import ArgumentError, ArgumentTypeError
 
 Generators = tp.Union[None, torch.Generator, tp.Sequence[torch.Generator]]
 
@@ -25,11 +26,12 @@ def check_generators(generator: Generators, batch_size: int) -> CheckedGenerator
         return generator
     if isinstance(generator, (list, tuple)):
         if len(generator) != batch_size or not all(isinstance(g, torch.Generator) for g in generator):
-            raise ValueError(f"generator must be None, a torch.Generator or a list of {batch_size} torch.Generator "
-                             f"(one per item), got a {type(generator).__name__} of {len(generator)} "
-                             f"({sorted({type(g).__name__ for g in generator})}).")
+            raise ArgumentError(f"generator must be None, a torch.Generator or a list of {batch_size} torch.Generator "
+                                f"(one per item), got a {type(generator).__name__} of {len(generator)} "
+                                f"({sorted({type(g).__name__ for g in generator})}).")
         return list(generator)
-    raise TypeError(f"generator must be None, a torch.Generator or a list of them, got {type(generator).__name__}.")
+    raise ArgumentTypeError("generator must be None, a torch.Generator or a list of them, got "
+                            f"{type(generator).__name__}.")
 
 
 class FrameTracker:
@@ -55,7 +57,7 @@ class FrameTracker:
     def gather(self, sequence: torch.Tensor, t0: int, t1: int) -> torch.Tensor:
         B, K, S = sequence.shape
         if S != self._steps:
-            raise ValueError(f"The sequence has {S} steps, the tracker was built for {self._steps}.")
+            raise ArgumentError(f"The sequence has {S} steps, the tracker was built for {self._steps}.")
         index = self._indexes[:, t0:t1]
         return sequence.reshape(B, K * S)[:, index.reshape(-1)].view(B, K, t1 - t0)
 

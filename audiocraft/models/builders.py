@@ -225,9 +225,10 @@ class TransformerLMConfig:
     """The ``transformer_lm`` section of a checkpoint config, typed: every key known by name, with the defaults of
     :class:`LMModel` and :class:`~audiocraft.modules.transformer.StreamingTransformer`.
 
-    ``memory_efficient`` and ``custom`` are read and dropped on purpose (they only chose an attention
-    implementation in Audiocraft; the backend is chosen at load time here); ``q_modeling`` names the codebook
-    pattern of old configs without ``codebooks_pattern.modeling``. Shared by :func:`get_lm_model` and the
+    ``custom`` / ``memory_efficient`` choose the attention's parameter layout as in Audiocraft (either one: flat
+    ``in_proj_weight``; neither: a ``torch.nn.MultiheadAttention`` under ``mha``), not its speed (the backend is
+    chosen at load time here); ``q_modeling`` names the codebook pattern of old configs without
+    ``codebooks_pattern.modeling`` (read by the builder, not passed on). Shared by :func:`get_lm_model` and the
     conversion to transformers (:mod:`audiocraft.convert`).
     """
     dim: int
@@ -269,7 +270,7 @@ class TransformerLMConfig:
     custom: bool = False
     q_modeling: tp.Optional[str] = None
 
-    DROPPED: tp.ClassVar[tp.Tuple[str, ...]] = ("memory_efficient", "custom", "q_modeling")
+    DROPPED: tp.ClassVar[tp.Tuple[str, ...]] = ("q_modeling",)
 
     @classmethod
     def from_dict(cls, values: tp.Mapping[str, tp.Any], where: str = "transformer_lm") -> "TransformerLMConfig":

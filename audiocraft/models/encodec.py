@@ -29,6 +29,7 @@ from torch import nn
 
 from ..modules.streaming import StreamingModule
 from ..quantization import BaseQuantizer, QuantizedResult
+from ..utils.validation import ArgumentError, ArgumentTypeError
 
 if tp.TYPE_CHECKING:  # pragma: no cover
     from transformers import EncodecModel as HFEncodecModel  # noqa: F401
@@ -47,19 +48,19 @@ def __getattr__(name: str) -> tp.Any:
 # ---------------------------------------------------------------------------------------------- input checks
 def _check_wav(x: tp.Any, channels: int, allow_empty: bool = False) -> None:
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor [B, C, T], got {type(x).__name__}")
+        raise ArgumentTypeError(f"x must be a torch.Tensor [B, C, T], got {type(x).__name__}")
     if x.dim() != 3:
-        raise ValueError(f"x must be a 3D tensor [B, C, T], got shape {list(x.shape)}")
+        raise ArgumentError(f"x must be a 3D tensor [B, C, T], got shape {list(x.shape)}")
     if not x.is_floating_point():
-        raise TypeError(f"x must be a floating point tensor, got dtype {x.dtype}")
+        raise ArgumentTypeError(f"x must be a floating point tensor, got dtype {x.dtype}")
     if x.shape[1] != channels:
-        raise ValueError(f"x has {x.shape[1]} channel(s) (shape {list(x.shape)}), the model expects {channels}")
+        raise ArgumentError(f"x has {x.shape[1]} channel(s) (shape {list(x.shape)}), the model expects {channels}")
     if x.shape[0] == 0:
-        raise ValueError(f"x must hold at least one item (B >= 1), got shape {list(x.shape)}")
+        raise ArgumentError(f"x must hold at least one item (B >= 1), got shape {list(x.shape)}")
     if x.shape[-1] == 0 and not allow_empty:
-        raise ValueError(f"x must hold at least one sample, got shape {list(x.shape)}")
+        raise ArgumentError(f"x must hold at least one sample, got shape {list(x.shape)}")
     if not bool(torch.isfinite(x).all()):
-        raise ValueError(f"x contains NaN or infinite values (shape {list(x.shape)}); audio must be finite")
+        raise ArgumentError(f"x contains NaN or infinite values (shape {list(x.shape)}); audio must be finite")
 
 
 def _as_model_dtype(x: torch.Tensor, model: torch.nn.Module) -> torch.Tensor:
@@ -70,24 +71,24 @@ def _as_model_dtype(x: torch.Tensor, model: torch.nn.Module) -> torch.Tensor:
 
 def _check_codes(codes: tp.Any, total_codebooks: int, cardinality: int, allow_empty: bool = False) -> None:
     if not isinstance(codes, torch.Tensor):
-        raise TypeError(f"codes must be a torch.Tensor [B, K, T] of integers, got {type(codes).__name__}")
+        raise ArgumentTypeError(f"codes must be a torch.Tensor [B, K, T] of integers, got {type(codes).__name__}")
     if codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
-        raise TypeError(f"codes must be an integer tensor (torch.int64), got dtype {codes.dtype}")
+        raise ArgumentTypeError(f"codes must be an integer tensor (torch.int64), got dtype {codes.dtype}")
     if codes.dim() != 3:
-        raise ValueError(f"codes must be a 3D tensor [B, K, T], got shape {list(codes.shape)}")
+        raise ArgumentError(f"codes must be a 3D tensor [B, K, T], got shape {list(codes.shape)}")
     if not 1 <= codes.shape[1] <= total_codebooks:
-        raise ValueError(f"codes has K={codes.shape[1]} codebooks (shape {list(codes.shape)}); "
-                         f"allowed: 1 to {total_codebooks}")
+        raise ArgumentError(f"codes has K={codes.shape[1]} codebooks (shape {list(codes.shape)}); "
+                            f"allowed: 1 to {total_codebooks}")
     if codes.shape[0] == 0:
-        raise ValueError(f"codes must hold at least one item (B >= 1), got shape {list(codes.shape)}")
+        raise ArgumentError(f"codes must hold at least one item (B >= 1), got shape {list(codes.shape)}")
     if codes.shape[-1] == 0:
         if not allow_empty:
-            raise ValueError(f"codes must hold at least one frame, got shape {list(codes.shape)}")
+            raise ArgumentError(f"codes must hold at least one frame, got shape {list(codes.shape)}")
         return
     low, high = int(codes.min()), int(codes.max())
     if low < 0 or high >= cardinality:
-        raise ValueError(f"codes values must be in [0, {cardinality - 1}] (codebook size {cardinality}), "
-                         f"got values in [{low}, {high}]")
+        raise ArgumentError(f"codes values must be in [0, {cardinality - 1}] (codebook size {cardinality}), "
+                            f"got values in [{low}, {high}]")
 
 
 # ---------------------------------------------------------------------------------------------- base class
@@ -159,7 +160,7 @@ class CompressionModel(ABC, StreamingModule):
         from . import loaders
         from .builders import get_debug_compression_model
         if not isinstance(name, (str, Path)):
-            raise TypeError(f"name must be a str, got {type(name).__name__}")
+            raise ArgumentTypeError(f"name must be a str, got {type(name).__name__}")
         name = str(name)
         model: CompressionModel
         if name in ("dac_44khz", "dac_24khz"):
@@ -200,7 +201,7 @@ class EncodecModel(CompressionModel):
                  renormalize: bool = False) -> None:
         super().__init__()
         if causal and renormalize:
-            raise ValueError("renormalize=True is not supported for a causal model (causal=True)")
+            raise ArgumentError("renormalize=True is not supported for a causal model (causal=True)")
         self.encoder = encoder
         self.decoder = decoder
         self.quantizer = quantizer
@@ -266,7 +267,7 @@ class EncodecModel(CompressionModel):
         """Undo ``preprocess``: multiply ``x`` ``[B, C, T]`` by ``scale`` ``[B, 1]`` when given."""
         if scale is not None:
             if not self.renormalize:
-                raise ValueError("scale must be None for a model built with renormalize=False")
+                raise ArgumentError("scale must be None for a model built with renormalize=False")
             x = x * scale.view(-1, 1, 1)
         return x
 
@@ -293,8 +294,8 @@ class EncodecModel(CompressionModel):
         _check_wav(x, self.channels, allow_empty=self.is_streaming)
         x = _as_model_dtype(x, self)
         if self.is_streaming and self.renormalize:
-            raise ValueError("streaming encode is not supported with renormalize=True (the scale needs the "
-                             "whole signal)")
+            raise ArgumentError("streaming encode is not supported with renormalize=True (the scale needs the "
+                                "whole signal)")
         x, scale = self.preprocess(x)
         emb = self.encoder(x)
         codes = self.quantizer.encode(emb)
@@ -344,8 +345,8 @@ class HFEncodecCompressionModel(CompressionModel):
         bandwidths = list(self.model.config.target_bandwidths)
         num_codebooks = [bw * 1000 / (self.frame_rate * math.log2(self.cardinality)) for bw in bandwidths]
         if any(abs(nc - round(nc)) > 1e-3 for nc in num_codebooks):
-            raise ValueError(f"target_bandwidths {bandwidths} do not map to whole numbers of codebooks: "
-                             f"{num_codebooks}")
+            raise ArgumentError(f"target_bandwidths {bandwidths} do not map to whole numbers of codebooks: "
+                                f"{num_codebooks}")
         self.possible_num_codebooks = [int(round(nc)) for nc in num_codebooks]
         self._num_codebooks = max(self.possible_num_codebooks)
 
@@ -360,7 +361,7 @@ class HFEncodecCompressionModel(CompressionModel):
         bandwidth = self.model.config.target_bandwidths[bandwidth_index]
         res: tp.Any = self.model.encode(x, None, bandwidth)
         if len(res[0]) != 1 or len(res[1]) != 1:
-            raise ValueError("chunked transformers EnCodec models (config.chunk_length_s set) are not supported")
+            raise ArgumentError("chunked transformers EnCodec models (config.chunk_length_s set) are not supported")
         return res[0][0], res[1][0]
 
     def decode(self, codes: torch.Tensor, scale: tp.Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -403,5 +404,5 @@ class HFEncodecCompressionModel(CompressionModel):
 
     def set_num_codebooks(self, n: int) -> None:
         if n not in self.possible_num_codebooks:
-            raise ValueError(f"Allowed values for num codebooks: {self.possible_num_codebooks}, got {n}")
+            raise ArgumentError(f"Allowed values for num codebooks: {self.possible_num_codebooks}, got {n}")
         self._num_codebooks = n

@@ -20,7 +20,8 @@ from ..modules.conditioners import ConditioningAttributes
 from ..utils.autocast import TorchAutocast
 from ..utils.cancel import CancelToken
 from ..utils.tokens_io import load_tokens
-from ..utils.validation import check_descriptions, check_number, check_tokens, check_waveform
+from ..utils.validation import (ArgumentError, ArgumentTypeError, check_descriptions, check_number, check_tokens,
+                                check_waveform)
 from .encodec import CompressionModel
 from .lm import LMModel
 from .melody import (MELODY_CONDITION, MelodyList, MelodyType, check_melodies, melody_condition, null_melody,
@@ -65,26 +66,26 @@ def make_generators(seed: SeedType, batch_size: int, device: torch.device) -> tp
     if seed is None:
         return None
     if isinstance(seed, bool):
-        raise TypeError(f"seed must be None, an int or a list of ints / torch.Generators, got {seed!r}.")
+        raise ArgumentTypeError(f"seed must be None, an int or a list of ints / torch.Generators, got {seed!r}.")
     if isinstance(seed, int):
         seeds: tp.List[tp.Union[int, torch.Generator]] = [seed + i for i in range(batch_size)]
     elif isinstance(seed, (list, tuple)):
         seeds = list(seed)
         if len(seeds) != batch_size:
-            raise ValueError(f"seed has {len(seeds)} items but the batch has {batch_size}; give one per item.")
+            raise ArgumentError(f"seed has {len(seeds)} items but the batch has {batch_size}; give one per item.")
     else:
-        raise TypeError(f"seed must be None, an int or a list of ints / torch.Generators, got "
-                        f"{type(seed).__name__}.")
+        raise ArgumentTypeError(f"seed must be None, an int or a list of ints / torch.Generators, got "
+                                f"{type(seed).__name__}.")
     generators = []
     for i, item in enumerate(seeds):
         if isinstance(item, torch.Generator):
             generators.append(item)
         elif isinstance(item, int) and not isinstance(item, bool):
             if not 0 <= item < 2 ** 63:
-                raise ValueError(f"seed[{i}] must be in [0, 2**63), got {item}.")
+                raise ArgumentError(f"seed[{i}] must be in [0, 2**63), got {item}.")
             generators.append(torch.Generator(device=device).manual_seed(item))
         else:
-            raise TypeError(f"seed[{i}] must be an int or a torch.Generator, got {type(item).__name__}.")
+            raise ArgumentTypeError(f"seed[{i}] must be an int or a torch.Generator, got {type(item).__name__}.")
     return generators
 
 
@@ -110,7 +111,7 @@ class BaseGenModel(ABC):
         self.lm.eval()
         if max_duration is None:
             if self.cfg is None:
-                raise ValueError("max_duration must be given when the LM carries no training config (lm.cfg).")
+                raise ArgumentError("max_duration must be given when the LM carries no training config (lm.cfg).")
             max_duration = float(self.cfg.dataset.segment_duration)
         check_number("max_duration", max_duration, minimum=0, strict_min=True)
         self.max_duration: float = max_duration
@@ -148,7 +149,8 @@ class BaseGenModel(ABC):
     def set_custom_progress_callback(self, progress_callback: tp.Optional[ProgressCallback] = None) -> None:
         """Called as ``progress_callback(generated_steps, total_steps)`` during generation."""
         if progress_callback is not None and not callable(progress_callback):
-            raise TypeError(f"progress_callback must be callable or None, got {type(progress_callback).__name__}.")
+            raise ArgumentTypeError("progress_callback must be callable or None, got "
+                                    f"{type(progress_callback).__name__}.")
         self._progress_callback = progress_callback
 
     @abstractmethod
@@ -215,9 +217,9 @@ class BaseGenModel(ABC):
         if isinstance(gen_tokens, (str, Path)):
             package = load_tokens(gen_tokens)
             if package["sample_rate"] != self.sample_rate or package["frame_rate"] != self.frame_rate:
-                raise ValueError(f"tokens file {gen_tokens} was made at {package['sample_rate']} Hz / "
-                                 f"{package['frame_rate']} fps; this model uses {self.sample_rate} Hz / "
-                                 f"{self.frame_rate} fps.")
+                raise ArgumentError(f"tokens file {gen_tokens} was made at {package['sample_rate']} Hz / "
+                                    f"{package['frame_rate']} fps; this model uses {self.sample_rate} Hz / "
+                                    f"{self.frame_rate} fps.")
             gen_tokens = package["tokens"]
         tokens = check_tokens("gen_tokens", gen_tokens, self.compression_model.num_codebooks,
                               self.compression_model.cardinality)
@@ -266,7 +268,7 @@ class BaseGenModel(ABC):
     # ---- internals ----------------------------------------------------------------------------
     def _options(self, seed: SeedType, cancel: tp.Optional[CancelToken], batch_size: int) -> GenerationOptions:
         if cancel is not None and not isinstance(cancel, CancelToken):
-            raise TypeError(f"cancel must be a CancelToken or None, got {type(cancel).__name__}.")
+            raise ArgumentTypeError(f"cancel must be a CancelToken or None, got {type(cancel).__name__}.")
         return GenerationOptions(generators=make_generators(seed, batch_size, self.device), cancel=cancel)
 
     def _threads(self) -> tp.ContextManager[None]:
@@ -300,15 +302,15 @@ class BaseGenModel(ABC):
             descriptions = [None] * len(prompt)
         descriptions = check_descriptions("descriptions", descriptions)
         if len(descriptions) != len(prompt):
-            raise ValueError(f"descriptions has {len(descriptions)} items but prompt has batch size {len(prompt)}; "
-                             "they must match.")
+            raise ArgumentError(f"descriptions has {len(descriptions)} items but prompt has batch size {len(prompt)}; "
+                                "they must match.")
         if prompt.dtype != torch.float32:  # float16 / float64 prompts: the codec computes in float32
             prompt = prompt.float()
         samples = prompt.shape[-1]
         prompt = convert_audio(prompt, prompt_sample_rate, self.sample_rate, self.audio_channels)
         if prompt.shape[-1] < 1:
-            raise ValueError(f"prompt is too short: {samples} sample(s) at {prompt_sample_rate} Hz is less than one "
-                             f"sample at the model's {self.sample_rate} Hz.")
+            raise ArgumentError(f"prompt is too short: {samples} sample(s) at {prompt_sample_rate} Hz is less than one "
+                                f"sample at the model's {self.sample_rate} Hz.")
         _, prompt_tokens = self._prepare_tokens_and_attributes(descriptions, prompt)
         assert prompt_tokens is not None
         return descriptions, prompt_tokens
@@ -318,8 +320,8 @@ class BaseGenModel(ABC):
         """Validate melodies, convert them to the model's rate and channels and build the attributes."""
         descriptions = check_descriptions("descriptions", descriptions)
         if not self.has_melody:
-            raise ValueError(f"Model '{self.name}' has no melody (chroma) conditioner; generate_with_chroma needs a "
-                             "melody model such as 'facebook/musicgen-melody'.")
+            raise ArgumentError(f"Model '{self.name}' has no melody (chroma) conditioner; generate_with_chroma needs a "
+                                "melody model such as 'facebook/musicgen-melody'.")
         melodies = check_melodies(melody_wavs, len(descriptions), self.sample_rate, melody_sample_rate,
                                   self.audio_channels)
         attributes, _ = self._prepare_tokens_and_attributes(descriptions, None, melodies)
@@ -342,7 +344,7 @@ class BaseGenModel(ABC):
         if prompt is not None:
             prompt_tokens, scale = self.compression_model.encode(prompt.to(self.device))
             if scale is not None:
-                raise ValueError("Compression models that renormalise their input are not supported for prompts.")
+                raise ArgumentError("Compression models that renormalise their input are not supported for prompts.")
         return attributes, prompt_tokens
 
     def _steps(self, gen_len: int, prompt_len: int) -> int:
@@ -351,7 +353,7 @@ class BaseGenModel(ABC):
         # The sequence has num_sequence_steps + 1 positions (position 0 is the all-special start step).
         first_step = pattern.get_first_step_with_timesteps(prompt_len)
         if first_step is None:
-            raise ValueError(f"A prompt of {prompt_len} frames leaves nothing to generate in {gen_len} frames.")
+            raise ArgumentError(f"A prompt of {prompt_len} frames leaves nothing to generate in {gen_len} frames.")
         return pattern.num_sequence_steps + 1 - first_step
 
     def _melody_window_hook(self, attributes: tp.List[ConditioningAttributes]) -> tp.Optional[WindowHook]:
@@ -383,9 +385,9 @@ class BaseGenModel(ABC):
         max_prompt_len = int(min(duration, self.max_duration) * self.frame_rate)
         prompt_length = 0 if prompt_tokens is None else prompt_tokens.shape[-1]
         if prompt_length > max_prompt_len:
-            raise ValueError(f"The prompt ({prompt_length / self.frame_rate:.2f} s) is longer than the audio to "
-                             f"generate ({min(duration, self.max_duration):.2f} s); raise `duration` with "
-                             "set_generation_params or shorten the prompt.")
+            raise ArgumentError(f"The prompt ({prompt_length / self.frame_rate:.2f} s) is longer than the audio to "
+                                f"generate ({min(duration, self.max_duration):.2f} s); raise `duration` with "
+                                "set_generation_params or shorten the prompt.")
         plan = window_plan(duration, self.max_duration, self.extend_stride, self.frame_rate, prompt_length)
         stride_tokens = int(self.frame_rate * (self.extend_stride or 0))
         window_steps = []  # exact progress across windows: every window's steps, counted before starting

@@ -33,6 +33,7 @@ from ..modules.streaming import StreamingError, StreamingModule
 from ..modules.transformer import StreamingTransformer, create_norm_fn
 from ..utils.sampling import multinomial, sample_top_k, sample_top_p
 from ._generation import ConditionPadding, FrameTracker, Generators, check_generators
+from ..utils.validation import ArgumentError
 
 ConditionTensors = tp.Dict[str, ConditionType]
 CFGConditions = tp.Union[ConditionTensors, tp.Tuple[ConditionTensors, ConditionTensors]]
@@ -51,7 +52,7 @@ def get_init_fn(method: str, input_dim: int,
     if method == "uniform":
         bound = math.sqrt(3) * std
         return partial(torch.nn.init.uniform_, a=-bound, b=bound)
-    raise ValueError(f"Unknown weight_init {method!r}; expected 'gaussian' or 'uniform'.")
+    raise ArgumentError(f"Unknown weight_init {method!r}; expected 'gaussian' or 'uniform'.")
 
 
 def init_layer(m: nn.Module, method: str, init_depth: tp.Optional[int] = None, zero_bias_init: bool = False) -> None:
@@ -148,10 +149,10 @@ class LMModel(StreamingModule):
     def _init_weights(self, weight_init: tp.Optional[str], depthwise_init: tp.Optional[str],
                       zero_bias_init: bool) -> None:
         if depthwise_init not in (None, "current", "global"):
-            raise ValueError(f"Unknown depthwise_init {depthwise_init!r}; expected None, 'current' or 'global'.")
+            raise ArgumentError(f"Unknown depthwise_init {depthwise_init!r}; expected None, 'current' or 'global'.")
         if weight_init is None:
             if depthwise_init is not None or zero_bias_init:
-                raise ValueError("depthwise_init and zero_bias_init need a weight_init method.")
+                raise ArgumentError("depthwise_init and zero_bias_init need a weight_init method.")
             return
         for emb in self.emb:
             init_layer(emb, method=weight_init, zero_bias_init=zero_bias_init)
@@ -177,7 +178,7 @@ class LMModel(StreamingModule):
         ``padding``: hide the conditions' padded positions from attention (and time steps per item)."""
         B, K, S = sequence.shape
         if K != self.n_q:
-            raise ValueError(f"The sequence has {K} codebooks, the model {self.n_q}.")
+            raise ArgumentError(f"The sequence has {K} codebooks, the model {self.n_q}.")
         input_ = self.emb[0](sequence[:, 0])
         for k in range(1, K):
             input_ = input_ + self.emb[k](sequence[:, k])  # [B, S, dim]
@@ -197,7 +198,7 @@ class LMModel(StreamingModule):
                            condition_tensors: tp.Optional[ConditionTensors]) -> ConditionTensors:
         if condition_tensors is not None:
             if conditions:
-                raise ValueError("Pass either conditions or condition_tensors, not both.")
+                raise ArgumentError("Pass either conditions or condition_tensors, not both.")
             return condition_tensors
         if self.is_streaming:
             raise StreamingError("While streaming, pass precomputed condition_tensors instead of conditions.")
@@ -210,7 +211,7 @@ class LMModel(StreamingModule):
         prepended conditions are dropped. ``conditions`` are tokenized and encoded here (with the training
         dropouts) unless ``condition_tensors`` are given. ``stage`` (MAGNeT) must be -1."""
         if stage >= 0:
-            raise ValueError(f"stage={stage}: per-stage attention masks are a MAGNeT feature; LMModel needs -1.")
+            raise ArgumentError(f"stage={stage}: per-stage attention masks are a MAGNeT feature; LMModel needs -1.")
         S = sequence.shape[-1]
         out = self._hidden(sequence, self._condition_tensors(conditions, condition_tensors))
         return self._heads(out[:, -S:])
@@ -293,10 +294,10 @@ class LMModel(StreamingModule):
                  "len(conditions)": len(conditions) if conditions else None}
         given = {name: size for name, size in sizes.items() if size is not None}
         if len(set(given.values())) > 1:
-            raise ValueError(f"Inconsistent batch sizes: {given}.")
+            raise ArgumentError(f"Inconsistent batch sizes: {given}.")
         batch = next(iter(given.values()), 1)
         if batch <= 0:
-            raise ValueError(f"The batch size must be positive, got {given}.")
+            raise ArgumentError(f"The batch size must be positive, got {given}.")
         return batch
 
     def generate(self, prompt: tp.Optional[torch.Tensor] = None,
@@ -367,10 +368,10 @@ class LMModel(StreamingModule):
         if prompt is None:
             prompt = torch.zeros((B, K, 0), dtype=torch.long, device=device)
         if prompt.dim() != 3 or prompt.shape[1] != K:
-            raise ValueError(f"prompt must be [B, {K}, T] codes, got shape {list(prompt.shape)}.")
+            raise ArgumentError(f"prompt must be [B, {K}, T] codes, got shape {list(prompt.shape)}.")
         start_offset = prompt.shape[-1]
         if not 0 <= start_offset < max_gen_len:
-            raise ValueError(f"The prompt ({start_offset} steps) must be shorter than max_gen_len={max_gen_len}.")
+            raise ArgumentError(f"The prompt ({start_offset} steps) must be shorter than max_gen_len={max_gen_len}.")
         coef = self.cfg_coef if cfg_coef is None else cfg_coef
         two_step = self.two_step_cfg if two_step_cfg is None else two_step_cfg
         cfg_conditions = self._cfg_conditions(conditions, two_step)
@@ -382,7 +383,7 @@ class LMModel(StreamingModule):
         sequence, _, mask = pattern.build_pattern_sequence(codes, self.special_token_id)
         start = pattern.get_first_step_with_timesteps(start_offset)
         if start is None:
-            raise ValueError(f"The pattern has no step for timestep {start_offset}.")
+            raise ArgumentError(f"The pattern has no step for timestep {start_offset}.")
         total = sequence.shape[-1]
         frames = FrameTracker(pattern, total, device)
         branches = cfg_conditions if isinstance(cfg_conditions, tuple) else (cfg_conditions,)

@@ -15,7 +15,7 @@ import torch
 from ..data.audio_utils import MAX_SAMPLE_RATE, convert_audio
 from ..modules.conditioners import ConditioningAttributes
 from ..utils.cancel import CancelToken
-from ..utils.validation import check_descriptions, check_number, check_waveform
+from ..utils.validation import ArgumentError, ArgumentTypeError, check_descriptions, check_number, check_waveform
 from .crossfade import apply_crossfades, preserved_random_state
 from .melody import MELODY_CONDITION, null_melody, tiled_melody
 from .windows import Window
@@ -31,19 +31,19 @@ Crossfade = tp.Tuple[int, torch.Tensor]  # (first frame of the new content, old 
 def check_schedule(name: str, schedule: tp.Any) -> Schedule:
     """``[(start_seconds, value), ...]`` with increasing starts, the first at 0 s."""
     if not isinstance(schedule, (list, tuple)) or not schedule:
-        raise TypeError(f"{name} must be a non-empty list of (start_seconds, value) pairs, got {schedule!r}.")
+        raise ArgumentTypeError(f"{name} must be a non-empty list of (start_seconds, value) pairs, got {schedule!r}.")
     entries = []
     previous = -1.0
     for i, entry in enumerate(schedule):
         if not isinstance(entry, (list, tuple)) or len(entry) != 2:
-            raise TypeError(f"{name}[{i}] must be a (start_seconds, value) pair, got {entry!r}.")
+            raise ArgumentTypeError(f"{name}[{i}] must be a (start_seconds, value) pair, got {entry!r}.")
         start = check_number(f"{name}[{i}] start", entry[0], minimum=0.0)
         if start <= previous:
-            raise ValueError(f"{name} start times must increase, got {start} after {previous}.")
+            raise ArgumentError(f"{name} start times must increase, got {start} after {previous}.")
         previous = float(start)
         entries.append((float(start), entry[1]))
     if entries[0][0] != 0.0:
-        raise ValueError(f"{name} must start at 0 s, got {entries[0][0]}.")
+        raise ArgumentError(f"{name} must start at 0 s, got {entries[0][0]}.")
     return entries
 
 
@@ -63,7 +63,7 @@ def _check_descriptions(entries: Schedule) -> int:
     for i, (_, description) in enumerate(entries):
         items = description if isinstance(description, (list, tuple)) else [description] * batch
         if len(items) != batch:
-            raise ValueError(f"schedule[{i}] has {len(items)} descriptions but the batch has {batch}.")
+            raise ArgumentError(f"schedule[{i}] has {len(items)} descriptions but the batch has {batch}.")
         check_descriptions(f"schedule[{i}] descriptions", list(items))
     return batch
 
@@ -73,10 +73,10 @@ def _check_melodies(model: "BaseGenModel", melody_schedule: tp.Any,
     if melody_schedule is None:
         return None
     if not model.has_melody:
-        raise ValueError(f"Model '{model.name}' has no melody (chroma) conditioner; melody_schedule needs a "
-                         "melody model.")
+        raise ArgumentError(f"Model '{model.name}' has no melody (chroma) conditioner; melody_schedule needs a "
+                            "melody model.")
     if melody_sample_rate is None:
-        raise ValueError("melody_sample_rate is required with melody_schedule.")
+        raise ArgumentError("melody_sample_rate is required with melody_schedule.")
     check_number("melody_sample_rate", melody_sample_rate, minimum=0, strict_min=True, integer=True,
                  maximum=MAX_SAMPLE_RATE)
     melodies: MelodySchedule = []

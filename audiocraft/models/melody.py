@@ -8,7 +8,7 @@ import torch
 
 from ..data.audio_utils import MAX_SAMPLE_RATE, convert_audio
 from ..modules.conditioners import WavCondition
-from ..utils.validation import check_number, check_waveform
+from ..utils.validation import ArgumentError, ArgumentTypeError, check_number, check_waveform
 
 MELODY_CONDITION = "self_wav"  # the attribute the chroma conditioner reads
 MelodyList = tp.List[tp.Optional[torch.Tensor]]
@@ -34,11 +34,11 @@ def check_melodies(melody_wavs: tp.Any, batch_size: int, sample_rate: int, melod
                 check_waveform(f"melody_wavs[{i}]", melody, dims=(2,))
             melodies.append(melody)
     else:
-        raise TypeError("melody_wavs must be a tensor [B, C, T] or a list of [C, T] tensors or None, "
-                        f"got {type(melody_wavs).__name__}.")
+        raise ArgumentTypeError("melody_wavs must be a tensor [B, C, T] or a list of [C, T] tensors or None, "
+                                f"got {type(melody_wavs).__name__}.")
     if len(melodies) != batch_size:
-        raise ValueError(f"melody_wavs has {len(melodies)} items but descriptions has {batch_size}; "
-                         "they must match.")
+        raise ArgumentError(f"melody_wavs has {len(melodies)} items but descriptions has {batch_size}; "
+                            "they must match.")
     return [None if wav is None else convert_audio(wav, melody_sample_rate, sample_rate, channels)
             for wav in melodies]
 

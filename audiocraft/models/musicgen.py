@@ -14,7 +14,7 @@ import torch
 
 from .. import backends
 from ..utils.cancel import CancelToken
-from ..utils.validation import check_bool, check_number
+from ..utils.validation import ArgumentError, ArgumentTypeError, check_bool, check_number
 from .encodec import CompressionModel
 from .genmodel import AudioAndTokens, BaseGenModel, SeedType
 from .lm import LMModel
@@ -77,7 +77,7 @@ class MusicGen(BaseGenModel):
             See :mod:`audiocraft.backends.cpu.formats` for the accuracy of each option.
         """
         if not isinstance(name, str) or not name:
-            raise TypeError(f"name must be a non-empty str (hub id, folder or 'debug'), got {name!r}.")
+            raise ArgumentTypeError(f"name must be a non-empty str (hub id, folder or 'debug'), got {name!r}.")
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         check_bool("pack", pack)
@@ -129,13 +129,13 @@ class MusicGen(BaseGenModel):
         check_number("temperature", temperature, minimum=MIN_TEMPERATURE, maximum=MAX_TEMPERATURE)
         check_number("duration", duration, minimum=0.0, strict_min=True)
         if duration * self.frame_rate < 1:
-            raise ValueError(f"duration must be at least one frame ({1 / self.frame_rate:g} s at "
-                             f"{self.frame_rate:g} Hz), got {duration}.")
+            raise ArgumentError(f"duration must be at least one frame ({1 / self.frame_rate:g} s at "
+                                f"{self.frame_rate:g} Hz), got {duration}.")
         check_number("cfg_coef", cfg_coef, minimum=-MAX_CFG_COEF, maximum=MAX_CFG_COEF)
         check_bool("two_step_cfg", two_step_cfg)
         check_number("extend_stride", extend_stride, minimum=0.0, strict_min=True)
         if extend_stride >= self.max_duration:
-            raise ValueError(f"extend_stride must be < max_duration ({self.max_duration} s), got {extend_stride}.")
+            raise ArgumentError(f"extend_stride must be < max_duration ({self.max_duration} s), got {extend_stride}.")
         self.extend_stride = extend_stride
         self.duration = float(duration)
         self.generation_params = {

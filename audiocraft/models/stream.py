@@ -14,7 +14,7 @@ import typing as tp
 import torch
 
 from ..utils.cancel import CancelToken
-from ..utils.validation import check_descriptions, check_number
+from ..utils.validation import ArgumentError, check_descriptions, check_number
 
 if tp.TYPE_CHECKING:
     from .genmodel import BaseGenModel, GenerationOptions, SeedType
@@ -33,11 +33,11 @@ def generate_stream(model: "BaseGenModel", descriptions: tp.List[tp.Optional[str
     prompt_tokens = None
     if prompt is not None:
         if prompt_sample_rate is None:
-            raise ValueError("prompt_sample_rate is required with prompt.")
+            raise ArgumentError("prompt_sample_rate is required with prompt.")
         descriptions, prompt_tokens = model._prepare_prompt(prompt, prompt_sample_rate, descriptions)
     if melody_wavs is not None:
         if melody_sample_rate is None:
-            raise ValueError("melody_sample_rate is required with melody_wavs.")
+            raise ArgumentError("melody_sample_rate is required with melody_wavs.")
         attributes = model._melody_attributes(descriptions, melody_wavs, melody_sample_rate)
     else:
         descriptions = check_descriptions("descriptions", descriptions)

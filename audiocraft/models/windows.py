@@ -14,6 +14,7 @@ import typing as tp
 import torch
 
 from ..utils.cancel import CancelToken
+from ..utils.validation import ArgumentError
 
 ProgressCallback = tp.Callable[[int, int], tp.Any]
 
@@ -45,7 +46,7 @@ def window_plan(duration: float, max_duration: float, extend_stride: tp.Optional
     if duration <= max_duration:
         return [(0.0, total_gen_len)]
     if extend_stride is None:
-        raise ValueError("extend_stride must be set to generate beyond max_duration.")
+        raise ArgumentError("extend_stride must be set to generate beyond max_duration.")
     stride_tokens = int(frame_rate * extend_stride)
     plan = []
     offset = 0

@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..utils.validation import ArgumentError, ArgumentTypeError
+
 Activation = tp.Union[str, tp.Callable[[torch.Tensor], torch.Tensor]]
 
 
@@ -31,7 +33,7 @@ class CustomGLU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[self.dim]
         if size % 2 != 0:
-            raise ValueError(f"{type(self).__name__} needs an even size along dim {self.dim}, got {size}.")
+            raise ArgumentError(f"{type(self).__name__} needs an even size along dim {self.dim}, got {size}.")
         a, b = torch.chunk(x, 2, dim=self.dim)
         return a * self.activation(b)
 
@@ -65,14 +67,14 @@ def get_activation_fn(activation: Activation) -> tp.Callable[[torch.Tensor], tor
     (``'gelu'``, ``'relu'``, ``'silu'``, ...). A callable is returned unchanged."""
     if not isinstance(activation, str):
         if not callable(activation):
-            raise TypeError(f"activation must be a name or a callable, got {type(activation).__name__}.")
+            raise ArgumentTypeError(f"activation must be a name or a callable, got {type(activation).__name__}.")
         return activation
     if activation in _GATED:
         return _GATED[activation]()
     fn = getattr(F, activation, None)
     if fn is None or not callable(fn) or activation.startswith("_"):
-        raise ValueError(f"Unknown activation {activation!r}; use one of {sorted(_GATED)} or a function name of "
-                         "torch.nn.functional such as 'gelu', 'relu' or 'silu'.")
+        raise ArgumentError(f"Unknown activation {activation!r}; use one of {sorted(_GATED)} or a function name of "
+                            "torch.nn.functional such as 'gelu', 'relu' or 'silu'.")
     return fn
 
 

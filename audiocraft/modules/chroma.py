@@ -22,6 +22,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..utils.validation import ArgumentError, ArgumentTypeError
+
 
 def chroma_filterbank(sample_rate: int, n_fft: int, n_chroma: int = 12, tuning: float = 0.0,
                       ctroct: float = 5.0, octwidth: tp.Optional[float] = 2.0, base_c: bool = True) -> np.ndarray:
@@ -37,9 +39,9 @@ def chroma_filterbank(sample_rate: int, n_fft: int, n_chroma: int = 12, tuning: 
         np.ndarray [n_chroma, n_fft // 2 + 1], float32.
     """
     if n_fft < 2:
-        raise ValueError(f"n_fft must be >= 2, got {n_fft}.")
+        raise ArgumentError(f"n_fft must be >= 2, got {n_fft}.")
     if n_chroma < 1:
-        raise ValueError(f"n_chroma must be >= 1, got {n_chroma}.")
+        raise ArgumentError(f"n_chroma must be >= 1, got {n_chroma}.")
     a440 = 440.0 * 2.0 ** (tuning / n_chroma)
     # Position of every FFT bin but DC on the pitch-class axis (A440 / 16 = A0 is octave 0).
     freqs = np.arange(1, n_fft, dtype=np.float64) * (float(sample_rate) / n_fft)
@@ -135,12 +137,12 @@ class ChromaExtractor(nn.Module):
         super().__init__()
         for name, value in (("sample_rate", sample_rate), ("n_chroma", n_chroma), ("radix2_exp", radix2_exp)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive int, got {value!r}.")
+                raise ArgumentError(f"{name} must be a positive int, got {value!r}.")
         self.winlen = winlen or 2 ** radix2_exp
         self.nfft = nfft or self.winlen
         self.winhop = winhop or (self.winlen // 4)
         if self.winlen > self.nfft:
-            raise ValueError(f"winlen ({self.winlen}) must not exceed nfft ({self.nfft}).")
+            raise ArgumentError(f"winlen ({self.winlen}) must not exceed nfft ({self.nfft}).")
         self.sample_rate = sample_rate
         self.n_chroma = n_chroma
         self.norm = norm
@@ -160,15 +162,15 @@ class ChromaExtractor(nn.Module):
         Inputs shorter than nfft (e.g. a nullified [B, 1, 1] melody) are zero-padded on both sides to nfft.
         """
         if not isinstance(wav, torch.Tensor):
-            raise TypeError(f"wav must be a torch.Tensor, got {type(wav).__name__}.")
+            raise ArgumentTypeError(f"wav must be a torch.Tensor, got {type(wav).__name__}.")
         if wav.dim() == 3:
             if wav.shape[1] != 1:
-                raise ValueError(f"wav must be mono [B, 1, T] (or [B, T]), got shape {list(wav.shape)}.")
+                raise ArgumentError(f"wav must be mono [B, 1, T] (or [B, T]), got shape {list(wav.shape)}.")
             wav = wav[:, 0]
         elif wav.dim() != 2:
-            raise ValueError(f"wav must have shape [B, 1, T] or [B, T], got shape {list(wav.shape)}.")
+            raise ArgumentError(f"wav must have shape [B, 1, T] or [B, T], got shape {list(wav.shape)}.")
         if not wav.is_floating_point():
-            raise TypeError(f"wav must be a floating point tensor, got dtype {wav.dtype}.")
+            raise ArgumentTypeError(f"wav must be a floating point tensor, got dtype {wav.dtype}.")
         if wav.dtype != self.fbanks.dtype:  # e.g. float64 melodies: computed in the filterbank's dtype
             wav = wav.to(self.fbanks.dtype)
         length = wav.shape[-1]

@@ -29,6 +29,8 @@ import typing as tp
 
 import torch
 
+from ..utils.validation import ArgumentError
+
 LayoutCoord = namedtuple("LayoutCoord", ["t", "q"])  # (timestep, codebook index)
 PatternLayout = tp.List[tp.List[LayoutCoord]]
 
@@ -50,17 +52,18 @@ class Pattern:
 
     def __post_init__(self) -> None:
         if len(self.layout) == 0 or list(self.layout[0]) != []:
-            raise ValueError("A pattern layout must start with an empty step (for the initial special token).")
+            raise ArgumentError("A pattern layout must start with an empty step (for the initial special token).")
         last = [0] * self.n_q
         for s, coords in enumerate(self.layout):
             qs = [c.q for c in coords]
             if len(set(qs)) != len(qs):
-                raise ValueError(f"Step {s} of the pattern holds several coordinates of the same codebook: {coords}.")
+                raise ArgumentError(f"Step {s} of the pattern holds several coordinates of the same codebook: "
+                                    f"{coords}.")
             for c in coords:
                 if not 0 <= c.q < self.n_q:
-                    raise ValueError(f"Step {s} holds codebook {c.q}, outside [0, {self.n_q}).")
+                    raise ArgumentError(f"Step {s} holds codebook {c.q}, outside [0, {self.n_q}).")
                 if c.t < last[c.q]:
-                    raise ValueError(f"Step {s} goes back in time for codebook {c.q} (t={c.t} after {last[c.q]}).")
+                    raise ArgumentError(f"Step {s} goes back in time for codebook {c.q} (t={c.t} after {last[c.q]}).")
                 last[c.q] = c.t
 
     # ---- layout queries ------------------------------------------------------------------------------
@@ -87,9 +90,9 @@ class Pattern:
                                           q: tp.Optional[int] = None) -> tp.List[tp.Tuple[int, LayoutCoord]]:
         """``(step, coord)`` of every coordinate at timestep ``t`` (and codebook ``q`` if given), in step order."""
         if t > self.timesteps:
-            raise ValueError(f"t={t} is beyond the pattern's {self.timesteps} timesteps.")
+            raise ArgumentError(f"t={t} is beyond the pattern's {self.timesteps} timesteps.")
         if q is not None and q > self.n_q:
-            raise ValueError(f"q={q} is beyond the pattern's {self.n_q} codebooks.")
+            raise ArgumentError(f"q={q} is beyond the pattern's {self.n_q} codebooks.")
         return [(s, c) for s, coords in enumerate(self.layout) for c in coords
                 if c.t == t and (q is None or c.q == q)]
 
@@ -124,9 +127,9 @@ class Pattern:
                                                 ) -> tp.Tuple[torch.Tensor, torch.Tensor]:
         """indexes ``[K, S]`` into the flattened codes ``[K * T (+1 special)]`` and mask ``[K, S]``."""
         if n_q != self.n_q:
-            raise ValueError(f"The codes have {n_q} codebooks but the pattern has {self.n_q}.")
+            raise ArgumentError(f"The codes have {n_q} codebooks but the pattern has {self.n_q}.")
         if timesteps > self.timesteps:
-            raise ValueError(f"The codes have {timesteps} timesteps, more than the pattern's {self.timesteps}.")
+            raise ArgumentError(f"The codes have {timesteps} timesteps, more than the pattern's {self.timesteps}.")
         layout = self.valid_layout if keep_only_valid_steps else self.layout
         entries = ((c.q, s, c.t + c.q * timesteps) for s, coords in enumerate(layout) for c in coords
                    if c.t < timesteps)
@@ -141,10 +144,10 @@ class Pattern:
 
         With ``is_model_output``, sequence position ``s`` holds the prediction of layout step ``s + 1``."""
         if n_q != self.n_q:
-            raise ValueError(f"The sequence has {n_q} codebooks but the pattern has {self.n_q}.")
+            raise ArgumentError(f"The sequence has {n_q} codebooks but the pattern has {self.n_q}.")
         layout = self.valid_layout if keep_only_valid_steps else self.layout
         if sequence_steps > len(layout):
-            raise ValueError(f"The sequence ({sequence_steps} steps) is longer than the pattern ({len(layout)}).")
+            raise ArgumentError(f"The sequence ({sequence_steps} steps) is longer than the pattern ({len(layout)}).")
         if is_model_output:
             layout = layout[1:]
         T = self.timesteps
@@ -199,7 +202,7 @@ class CodebooksPatternProvider(ABC):
 
     def __init__(self, n_q: int, cached: bool = True) -> None:
         if n_q <= 0:
-            raise ValueError(f"n_q must be positive, got {n_q}.")
+            raise ArgumentError(f"n_q must be positive, got {n_q}.")
         self.n_q = n_q
         if cached:
             self.get_pattern = functools.lru_cache(maxsize=100)(self.get_pattern)  # type: ignore[method-assign]
@@ -212,9 +215,9 @@ class CodebooksPatternProvider(ABC):
 
 def _check_sorted(name: str, values: tp.Sequence[int], length: int) -> None:
     if len(values) != length:
-        raise ValueError(f"{name} must have {length} entries, got {len(values)}: {list(values)}.")
+        raise ArgumentError(f"{name} must have {length} entries, got {len(values)}: {list(values)}.")
     if list(values) != sorted(values):
-        raise ValueError(f"{name} must be non-decreasing, got {list(values)}.")
+        raise ArgumentError(f"{name} must be non-decreasing, got {list(values)}.")
 
 
 class DelayedPatternProvider(CodebooksPatternProvider):
@@ -271,7 +274,7 @@ class UnrolledPatternProvider(CodebooksPatternProvider):
         for q, (step, delay) in enumerate(zip(flattening, delays)):
             if step in self._flattened_codebooks:
                 if self._flattened_codebooks[step].delay != delay:
-                    raise ValueError(f"Codebooks flattened to inner step {step} have different delays: {delays}.")
+                    raise ArgumentError(f"Codebooks flattened to inner step {step} have different delays: {delays}.")
                 self._flattened_codebooks[step].codebooks.append(q)
             else:
                 self._flattened_codebooks[step] = self.FlattenedCodebook(codebooks=[q], delay=delay)
@@ -328,7 +331,7 @@ class MusicLMPattern(CodebooksPatternProvider):
     def __init__(self, n_q: int, group_by: int = 2) -> None:
         super().__init__(n_q)
         if group_by <= 0 or n_q % group_by != 0:
-            raise ValueError(f"group_by={group_by} must be positive and divide n_q={n_q}.")
+            raise ArgumentError(f"group_by={group_by} must be positive and divide n_q={n_q}.")
         self.group_by = group_by
 
     def get_pattern(self, timesteps: int) -> Pattern:

@@ -32,6 +32,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .streaming import StreamingError, StreamingModule, StreamingState
+from ..utils.validation import ArgumentError
 
 CONV_NORMALIZATIONS = frozenset(["none", "weight_norm", "spectral_norm", "time_group_norm"])
 PAD_MODES = frozenset(["constant", "reflect", "replicate", "circular"])
@@ -68,7 +69,7 @@ def pad1d(x: torch.Tensor, paddings: tp.Tuple[int, int], mode: str = "constant",
     """
     padding_left, padding_right = paddings
     if padding_left < 0 or padding_right < 0:
-        raise ValueError(f"paddings must be non-negative, got {paddings}")
+        raise ArgumentError(f"paddings must be non-negative, got {paddings}")
     if mode != "reflect":
         if mode == "constant":
             return F.pad(x, (padding_left, padding_right), mode, value)
@@ -86,9 +87,9 @@ def unpad1d(x: torch.Tensor, paddings: tp.Tuple[int, int]) -> torch.Tensor:
     """Remove ``paddings = (left, right)`` samples from the last dim of ``x``."""
     padding_left, padding_right = paddings
     if padding_left < 0 or padding_right < 0:
-        raise ValueError(f"paddings must be non-negative, got {paddings}")
+        raise ArgumentError(f"paddings must be non-negative, got {paddings}")
     if padding_left + padding_right > x.shape[-1]:
-        raise ValueError(f"cannot remove paddings {paddings} from a signal of length {x.shape[-1]}")
+        raise ArgumentError(f"cannot remove paddings {paddings} from a signal of length {x.shape[-1]}")
     return x[..., padding_left:x.shape[-1] - padding_right]
 
 
@@ -142,7 +143,7 @@ class _WeightNormConvTranspose1d(_LegacyWeightNorm, nn.ConvTranspose1d):
 
     def forward(self, x: torch.Tensor, output_size: tp.Optional[tp.List[int]] = None) -> torch.Tensor:
         if output_size is not None:
-            raise ValueError("output_size is not supported by the weight-normed transposed convolution")
+            raise ArgumentError("output_size is not supported by the weight-normed transposed convolution")
         weight = _weight_norm_weight(self.weight_g, self.weight_v)
         padding = tp.cast(tp.Tuple[int], self.padding)
         return F.conv_transpose1d(x, weight, self.bias, self.stride, padding, self.output_padding,
@@ -151,13 +152,13 @@ class _WeightNormConvTranspose1d(_LegacyWeightNorm, nn.ConvTranspose1d):
 
 def _check_norm(norm: str) -> None:
     if norm not in CONV_NORMALIZATIONS:
-        raise ValueError(f"norm={norm!r} is not supported; allowed: {sorted(CONV_NORMALIZATIONS)}")
+        raise ArgumentError(f"norm={norm!r} is not supported; allowed: {sorted(CONV_NORMALIZATIONS)}")
 
 
 def _norm_module(out_channels: int, causal: bool, norm: str, norm_kwargs: tp.Dict[str, tp.Any]) -> nn.Module:
     if norm == "time_group_norm":
         if causal:
-            raise ValueError("norm='time_group_norm' normalises over time and cannot be causal (causal=True)")
+            raise ArgumentError("norm='time_group_norm' normalises over time and cannot be causal (causal=True)")
         return nn.GroupNorm(1, out_channels, **norm_kwargs)
     return nn.Identity()
 
@@ -249,7 +250,7 @@ class StreamableConv1d(StreamingModule[_Conv1dState]):
                  norm_kwargs: tp.Optional[tp.Dict[str, tp.Any]] = None, pad_mode: str = "reflect") -> None:
         super().__init__()
         if pad_mode not in PAD_MODES:
-            raise ValueError(f"pad_mode={pad_mode!r} is not supported; allowed: {sorted(PAD_MODES)}")
+            raise ArgumentError(f"pad_mode={pad_mode!r} is not supported; allowed: {sorted(PAD_MODES)}")
         if stride > 1 and dilation > 1:
             warnings.warn(f"StreamableConv1d has been initialized with stride > 1 and dilation > 1 "
                           f"(kernel_size={kernel_size} stride={stride}, dilation={dilation}).")
@@ -408,11 +409,11 @@ class StreamableConvTranspose1d(StreamingModule[_ConvTr1dState]):
                  norm_kwargs: tp.Optional[tp.Dict[str, tp.Any]] = None) -> None:
         super().__init__()
         if not (causal or trim_right_ratio == 1.0):
-            raise ValueError(f"trim_right_ratio={trim_right_ratio} != 1.0 only makes sense for causal convs")
+            raise ArgumentError(f"trim_right_ratio={trim_right_ratio} != 1.0 only makes sense for causal convs")
         if not 0.0 <= trim_right_ratio <= 1.0:
-            raise ValueError(f"trim_right_ratio must be in [0, 1], got {trim_right_ratio}")
+            raise ArgumentError(f"trim_right_ratio must be in [0, 1], got {trim_right_ratio}")
         if kernel_size < stride:
-            raise ValueError(f"kernel_size={kernel_size} must be >= stride={stride}")
+            raise ArgumentError(f"kernel_size={kernel_size} must be >= stride={stride}")
         self.convtr = NormConvTranspose1d(in_channels, out_channels, kernel_size, stride, causal=causal, norm=norm,
                                           norm_kwargs=norm_kwargs)
         self.causal = causal

@@ -16,6 +16,8 @@ import typing as tp
 import torch
 from torch import nn
 
+from ..utils.validation import ArgumentError
+
 
 def _table_ok(table: tp.Optional[torch.Tensor], end: int, device: torch.device) -> bool:
     return (table is not None and table.shape[0] >= end and table.device == device
@@ -36,9 +38,9 @@ class XPos(nn.Module):
                  device: tp.Optional[tp.Union[torch.device, str]] = None, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         if dim % 2 != 0:
-            raise ValueError(f"XPos needs an even dim, got {dim}.")
+            raise ArgumentError(f"XPos needs an even dim, got {dim}.")
         if dtype not in (torch.float32, torch.float64):
-            raise ValueError(f"XPos dtype must be torch.float32 or torch.float64, got {dtype}.")
+            raise ArgumentError(f"XPos dtype must be torch.float32 or torch.float64, got {dtype}.")
         self.dtype = dtype
         self.base_scale = base_scale
         half_dim = dim // 2
@@ -73,9 +75,9 @@ class RotaryEmbedding(nn.Module):
                  device: tp.Optional[tp.Union[torch.device, str]] = None, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         if dim % 2 != 0:
-            raise ValueError(f"RotaryEmbedding needs an even dim, got {dim}.")
+            raise ArgumentError(f"RotaryEmbedding needs an even dim, got {dim}.")
         if dtype not in (torch.float32, torch.float64):
-            raise ValueError(f"RotaryEmbedding dtype must be torch.float32 or torch.float64, got {dtype}.")
+            raise ArgumentError(f"RotaryEmbedding dtype must be torch.float32 or torch.float64, got {dtype}.")
         self.scale = scale
         self.dtype = dtype
         self.dim = dim
@@ -132,8 +134,8 @@ class RotaryEmbedding(nn.Module):
         T = key.shape[time_dim]
         q_shift = T - query.shape[time_dim]
         if q_shift < 0:
-            raise ValueError(f"rotate_qk: query is longer ({query.shape[time_dim]}) than key ({T}) along "
-                             f"time_dim={time_dim}.")
+            raise ArgumentError(f"rotate_qk: query is longer ({query.shape[time_dim]}) than key ({T}) along "
+                                f"time_dim={time_dim}.")
         query_out = self.rotate(query, start + q_shift, time_dim)
         key_out = self.rotate(key, start, time_dim, invert_decay=True)
         return query_out, key_out

@@ -23,12 +23,13 @@ from torch import nn
 from .conv import StreamableConv1d, StreamableConvTranspose1d
 from .lstm import StreamableLSTM
 from .streaming import StreamingModule, StreamingSequential, StreamingState
+from ..utils.validation import ArgumentError
 
 
 def _activation(name: str, params: tp.Optional[tp.Dict[str, tp.Any]], argument: str) -> nn.Module:
     klass = getattr(nn, name, None) if isinstance(name, str) else None
     if not (isinstance(klass, type) and issubclass(klass, nn.Module)):
-        raise ValueError(f"{argument}={name!r} is not a torch.nn activation class name (e.g. 'ELU', 'ReLU')")
+        raise ArgumentError(f"{argument}={name!r} is not a torch.nn activation class name (e.g. 'ELU', 'ReLU')")
     return klass(**(params or {}))
 
 
@@ -56,7 +57,7 @@ class SEANetResnetBlock(StreamingModule[_ResnetState]):
                  pad_mode: str = "reflect", compress: int = 2, true_skip: bool = True) -> None:
         super().__init__()
         if len(kernel_sizes) != len(dilations):
-            raise ValueError(f"kernel_sizes {list(kernel_sizes)} and dilations {list(dilations)} differ in length")
+            raise ArgumentError(f"kernel_sizes {list(kernel_sizes)} and dilations {list(dilations)} differ in length")
         if activation_params is None:
             activation_params = {"alpha": 1.0}
         hidden = dim // compress
@@ -120,7 +121,7 @@ def _stream_lag(module: nn.Module) -> tp.Tuple[int, int]:
     """``(up, lag)`` such that ``n`` final input samples give ``up * n - lag`` final outputs (steady state)."""
     if isinstance(module, StreamableConv1d):
         if module.stride != 1:
-            raise ValueError("streaming_delay is only defined for stride-1 convolutions (decoder side)")
+            raise ArgumentError("streaming_delay is only defined for stride-1 convolutions (decoder side)")
         return 1, module.lookahead
     if isinstance(module, StreamableConvTranspose1d):
         return module.stride, module.paddings[0]
@@ -137,8 +138,8 @@ def _stream_lag(module: nn.Module) -> tp.Tuple[int, int]:
 
 def _check_disable_norm(disable_norm_outer_blocks: int, n_blocks: int) -> None:
     if not 0 <= disable_norm_outer_blocks <= n_blocks:
-        raise ValueError(f"disable_norm_outer_blocks={disable_norm_outer_blocks} must be in [0, {n_blocks}] "
-                         f"(number of blocks = len(ratios) + 2)")
+        raise ArgumentError(f"disable_norm_outer_blocks={disable_norm_outer_blocks} must be in [0, {n_blocks}] "
+                            f"(number of blocks = len(ratios) + 2)")
 
 
 class _SEANet(StreamingModule):

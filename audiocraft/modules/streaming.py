@@ -10,9 +10,9 @@ descendant on; leaving it drops every state. The API is Audiocraft's::
         for chunk in chunks:
             out = model(chunk)
 
-``get_streaming_state()`` flattens the states of the whole tree to ``{"<module path>.<field>": value}``
-and ``set_streaming_state()`` puts such a dict back (missing modules start fresh), which is what
-two-step classifier-free guidance uses to keep two independent caches.
+``get_streaming_state()`` flattens the states of the whole tree to ``{"<module path>.<field>": tensor}``
+(ints as 0-d tensors) and ``set_streaming_state()`` puts such a dict back, or a clone of it (missing modules
+start fresh), which is what two-step classifier-free guidance uses to keep two independent caches.
 """
 from __future__ import annotations
 
@@ -34,6 +34,32 @@ class StreamingState:
 
     def fields(self) -> tp.Dict[str, tp.Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def to_tensors(self) -> tp.Dict[str, torch.Tensor]:
+        """The fields as tensors (ints and bools as 0-d tensors; None fields left out): a view a caller can
+        clone and give back to :meth:`from_tensors`."""
+        return {name: value if isinstance(value, torch.Tensor) else torch.tensor(value)
+                for name, value in self.fields().items() if value is not None}
+
+    @classmethod
+    def from_tensors(cls, values: tp.Mapping[str, tp.Any]) -> "StreamingState":
+        """The state of ``values`` (as :meth:`to_tensors` gives them): scalar fields back to Python numbers,
+        absent fields at their default (or None)."""
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise StreamingError(f"Unknown fields {unknown} for {cls.__name__}.")
+        kwargs: tp.Dict[str, tp.Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name in values:
+                value = values[f.name]
+                scalar = _SCALARS.get(str(f.type))
+                kwargs[f.name] = scalar(value.item()) if scalar and isinstance(value, torch.Tensor) else value
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                kwargs[f.name] = None
+        return cls(**kwargs)
+
+
+_SCALARS: tp.Dict[str, tp.Callable[[tp.Any], tp.Any]] = {"int": int, "bool": bool, "float": float}
 
 
 StateT = tp.TypeVar("StateT", bound=StreamingState)
@@ -101,20 +127,23 @@ class StreamingModule(nn.Module, tp.Generic[StateT]):
         for _, module in self._streaming_modules():
             module._streaming_state = None
 
-    def get_streaming_state(self) -> tp.Dict[str, tp.Any]:
-        """Flattened copy-free view of all states: ``{"<module path>.<field>": value}``."""
-        out: tp.Dict[str, tp.Any] = {}
+    def get_streaming_state(self) -> tp.Dict[str, torch.Tensor]:
+        """The states of the whole tree as one flat dict of tensors, ``{"<module path>.<field>": tensor}`` (as
+        Audiocraft's): a copy-free view; clone the tensors to keep a snapshot and replay a step exactly with
+        :meth:`set_streaming_state`."""
+        out: tp.Dict[str, torch.Tensor] = {}
         for name, module in self._streaming_modules():
             state = module._streaming_state
             if state is None:
                 continue
             prefix = f"{name}." if name else ""
-            for key, value in state.fields().items():
+            for key, value in state.to_tensors().items():
                 out[prefix + key] = value
         return out
 
-    def set_streaming_state(self, state: tp.Dict[str, tp.Any]) -> None:
-        """Restore states from ``get_streaming_state()``'s output; modules absent from it start fresh."""
+    def set_streaming_state(self, state: tp.Mapping[str, tp.Any]) -> None:
+        """Restore states from ``get_streaming_state()``'s output (or a clone of it); modules absent from it
+        start fresh."""
         state = dict(state)
         for name, module in self._streaming_modules():
             prefix = f"{name}." if name else ""
@@ -128,7 +157,7 @@ class StreamingModule(nn.Module, tp.Generic[StateT]):
                 continue
             if module.state_cls is None:
                 raise StreamingError(f"Module '{name}' ({type(module).__name__}) has no state_cls to restore.")
-            module._streaming_state = module.state_cls(**fields)  # type: ignore[assignment]
+            module._streaming_state = module.state_cls.from_tensors(fields)  # type: ignore[assignment]
         if state:
             raise StreamingError(f"Unknown streaming state keys: {sorted(state)}")
 

@@ -35,6 +35,7 @@ from ..backends.attention import ATTENTION_BACKENDS, AttentionBackend, get_atten
 from .activations import Activation, get_activation_fn, is_gated
 from .rope import RotaryEmbedding
 from .streaming import StreamingError, StreamingModule, StreamingState
+from ..utils.validation import ArgumentError
 
 _CHECKPOINTING = ("none", "torch", "xformers_default", "xformers_mm")
 _MIN_CACHE = 32
@@ -44,7 +45,7 @@ def set_efficient_attention_backend(backend: str = "torch") -> None:
     """Compatibility shim for Audiocraft's global switch: the backend is now a constructor argument
     (``attention_backend``) of the attention, layer and transformer classes. Does nothing."""
     if backend not in ATTENTION_BACKENDS:
-        raise ValueError(f"Unknown attention backend {backend!r}; expected one of {tuple(ATTENTION_BACKENDS)}.")
+        raise ArgumentError(f"Unknown attention backend {backend!r}; expected one of {tuple(ATTENTION_BACKENDS)}.")
     if backend != "torch":
         warnings.warn("set_efficient_attention_backend is a no-op; pass attention_backend='xformers' to the "
                       "transformer instead.", stacklevel=2)
@@ -56,7 +57,7 @@ def create_norm_fn(norm_type: str, dim: int, **kwargs: tp.Any) -> nn.Module:
         return nn.LayerNorm(dim, eps=1e-5, **kwargs)
     if norm_type == "rms_norm":
         return nn.RMSNorm(dim, eps=1e-5, **kwargs)
-    raise ValueError(f"Unknown norm type {norm_type!r}; expected 'layer_norm' or 'rms_norm'.")
+    raise ArgumentError(f"Unknown norm type {norm_type!r}; expected 'layer_norm' or 'rms_norm'.")
 
 
 def create_sin_embedding(positions: torch.Tensor, dim: int, max_period: float = 10000,
@@ -64,7 +65,7 @@ def create_sin_embedding(positions: torch.Tensor, dim: int, max_period: float = 
     """Sinusoidal embedding of ``positions`` (``[B, T, 1]`` integers) -> ``[B, T, dim]``: the cosines of the
     ``dim / 2`` phases ``pos / max_period ** (i / (dim/2 - 1))`` then their sines (Audiocraft's numerics)."""
     if dim % 2 != 0:
-        raise ValueError(f"create_sin_embedding needs an even dim, got {dim}.")
+        raise ArgumentError(f"create_sin_embedding needs an even dim, got {dim}.")
     half_dim = dim // 2
     positions = positions.to(dtype)
     adim = torch.arange(half_dim, device=positions.device, dtype=dtype).view(1, 1, -1)
@@ -121,6 +122,7 @@ class TransformerState(StreamingState):
 
 
 # ------------------------------------------------------------------------------------------------ attention
+_MHA_WEIGHTS = ("in_proj_weight", "in_proj_bias", "out_proj")  # what custom=False reads from its `mha`
 # piece name -> (parameter name, first row, end row): the row block of a 2-D Parameter one linear map reads.
 WeightPieces = tp.Dict[str, tp.Tuple[str, int, int]]
 
@@ -165,15 +167,18 @@ class StreamingMultiheadAttention(StreamingModule):
                  attention_backend: str = "torch") -> None:
         super().__init__()
         if embed_dim % num_heads != 0:
-            raise ValueError(f"embed_dim={embed_dim} must be divisible by num_heads={num_heads}.")
+            raise ArgumentError(f"embed_dim={embed_dim} must be divisible by num_heads={num_heads}.")
         if past_context is not None and not causal:
-            raise ValueError(f"past_context={past_context} needs causal=True.")
+            raise ArgumentError(f"past_context={past_context} needs causal=True.")
         if cross_attention and (causal or rope is not None):
-            raise ValueError("cross_attention=True cannot be combined with causal=True or a rope embedding.")
+            raise ArgumentError("cross_attention=True cannot be combined with causal=True or a rope embedding.")
         if kv_repeat < 1 or num_heads % kv_repeat != 0:
-            raise ValueError(f"kv_repeat={kv_repeat} must be >= 1 and divide num_heads={num_heads}.")
+            raise ArgumentError(f"kv_repeat={kv_repeat} must be >= 1 and divide num_heads={num_heads}.")
         if kv_repeat > 1 and (cross_attention or qk_layer_norm):
-            raise ValueError("kv_repeat > 1 is only supported for self-attention without qk_layer_norm.")
+            raise ArgumentError("kv_repeat > 1 is only supported for self-attention without qk_layer_norm.")
+        if not (custom or memory_efficient) and (qk_layer_norm or kv_repeat != 1):
+            raise ArgumentError("qk_layer_norm and kv_repeat > 1 need custom=True (or memory_efficient=True): "
+                                "torch.nn.MultiheadAttention (custom=False) has neither.")
         factory = {"device": device, "dtype": dtype}
         self.embed_dim = embed_dim
         self.num_heads = num_heads
@@ -190,25 +195,44 @@ class StreamingMultiheadAttention(StreamingModule):
         self.kv_repeat = kv_repeat
         self.backend: AttentionBackend = get_attention_backend(attention_backend)
         self.state_cls = CrossAttentionState if cross_attention else KVCacheState
-        kv_dim = self.head_dim * (num_heads // kv_repeat)
-        in_proj = nn.Linear(embed_dim, embed_dim + 2 * kv_dim, bias=bias, **factory)
-        self.in_proj_weight = in_proj.weight
-        self.in_proj_bias = in_proj.bias
-        if self.in_proj_bias is not None:
-            nn.init.zeros_(self.in_proj_bias)
-        self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias, **factory)
-        if self.out_proj.bias is not None:
-            nn.init.zeros_(self.out_proj.bias)
+        if self.custom:
+            kv_dim = self.head_dim * (num_heads // kv_repeat)
+            in_proj = nn.Linear(embed_dim, embed_dim + 2 * kv_dim, bias=bias, **factory)
+            self.in_proj_weight = in_proj.weight
+            self.in_proj_bias = in_proj.bias
+            if self.in_proj_bias is not None:
+                nn.init.zeros_(self.in_proj_bias)
+            self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias, **factory)
+            if self.out_proj.bias is not None:
+                nn.init.zeros_(self.out_proj.bias)
+        else:
+            # Audiocraft's custom=False layout: the weights live in a torch MultiheadAttention (keys `mha.*`); the
+            # math below reads them from there (`in_proj_weight`, `in_proj_bias`, `out_proj`, see __getattr__).
+            self.mha = nn.MultiheadAttention(embed_dim, num_heads, dropout=dropout, bias=bias, batch_first=True,
+                                             **factory)
         self.qk_layer_norm = qk_layer_norm
         if qk_layer_norm:
             self.q_layer_norm = nn.LayerNorm(embed_dim, **factory)
             self.k_layer_norm = nn.LayerNorm(embed_dim, **factory)
 
+    def __getattr__(self, name: str) -> tp.Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name in _MHA_WEIGHTS and "mha" in self._modules:  # custom=False: the weights of `mha`
+                return getattr(self._modules["mha"], name)
+            raise
+
     def _load_from_state_dict(self, state_dict: tp.Dict[str, tp.Any], prefix: str, *args: tp.Any,
                               **kwargs: tp.Any) -> None:
-        # Audiocraft's custom=False modules save their weights under `mha.`: accept both spellings.
-        for key in [k for k in state_dict if k.startswith(prefix + "mha.")]:
-            state_dict[prefix + key[len(prefix) + 4:]] = state_dict.pop(key)
+        # custom=False modules keep their weights under `mha.`, custom ones without it: accept both spellings.
+        if self.custom:
+            for key in [k for k in state_dict if k.startswith(prefix + "mha.")]:
+                state_dict[prefix + key[len(prefix) + 4:]] = state_dict.pop(key)
+        else:
+            for key in [k for k in state_dict if k[len(prefix):].split(".")[0] in _MHA_WEIGHTS
+                        and k.startswith(prefix)]:
+                state_dict[prefix + "mha." + key[len(prefix):]] = state_dict.pop(key)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ---- streaming caches -----------------------------------------------------------------------------
@@ -263,16 +287,20 @@ class StreamingMultiheadAttention(StreamingModule):
         """Compute the attention product with ``backend`` (a name of ``ATTENTION_BACKENDS`` or an instance)."""
         self.backend = get_attention_backend(backend) if isinstance(backend, str) else backend
 
-    def weight_pieces(self) -> WeightPieces:
-        """The row blocks of ``in_proj_weight`` each projection reads: ``{piece: (name, first row, end row)}``."""
+    def _layout(self) -> WeightPieces:
         rows = self.in_proj_weight.shape[0]
         if self.cross_attention:
             return {"q": ("in_proj_weight", 0, self.embed_dim), "kv": ("in_proj_weight", self.embed_dim, rows)}
         return {"in_proj": ("in_proj_weight", 0, rows)}
 
+    def weight_pieces(self) -> WeightPieces:
+        """The row blocks of ``in_proj_weight`` each projection reads: ``{piece: (name, first row, end row)}``
+        (none for ``custom=False``, whose weights belong to its ``mha``: they are not repacked)."""
+        return self._layout() if self.custom else {}
+
     def linear_piece(self, x: torch.Tensor, piece: str, bias: tp.Optional[torch.Tensor]) -> torch.Tensor:
         """The projection of ``piece``: ``x [..., E] -> [..., rows of the piece]``."""
-        name, start, end = self.weight_pieces()[piece]
+        name, start, end = self._layout()[piece]
         weight = getattr(self, name)
         if start != 0 or end != weight.shape[0]:
             weight = weight[start:end]
@@ -336,16 +364,23 @@ class StreamingMultiheadAttention(StreamingModule):
         Self-attention expects ``query is key is value``. ``attn_mask`` (bool, True = attend, or additive
         float) broadcastable to ``[B, H, T, S]`` is combined with the causal mask."""
         if need_weights or key_padding_mask is not None or is_causal:
-            raise ValueError("StreamingMultiheadAttention supports neither need_weights, key_padding_mask nor "
-                             "is_causal; set causal=True in the constructor.")
+            raise ArgumentError("StreamingMultiheadAttention supports neither need_weights, key_padding_mask nor "
+                                "is_causal; set causal=True in the constructor.")
         dtype = query.dtype
+        if not self.custom and self.attention_as_float32:  # as Audiocraft: the whole MultiheadAttention in float32
+            same = query is key and key is value
+            query, key, value = query.float(), key.float(), value.float()
+            if same:
+                key = value = query
         if self.cross_attention:
             out = self._cross_forward(query, key, value, attn_mask)
         else:
             out = self._self_forward(query, attn_mask)
         B, _, T, _ = out.shape
-        out = out.to(dtype).transpose(1, 2).reshape(B, T, self.embed_dim)  # [B, H, T, D] -> [B, T, E]
-        return self.out_proj(out), None
+        out = out.transpose(1, 2).reshape(B, T, self.embed_dim)  # [B, H, T, D] -> [B, T, E]
+        if self.custom:
+            return self.out_proj(out.to(dtype)), None
+        return self.out_proj(out.to(query.dtype)).to(dtype), None
 
     def _cross_forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                        attn_mask: tp.Optional[torch.Tensor]) -> torch.Tensor:
@@ -489,10 +524,10 @@ class StreamingTransformerLayer(nn.Module):
         ``[B, H, T, S_keys]``, combined with the causal mask. ``cross_attention_mask``: the same for the
         cross-attention keys, broadcastable to ``[B, H, T, S]``."""
         if (self.cross_attention is None) != (cross_attention_src is None):
-            raise ValueError("cross_attention_src must be given exactly when the layer has cross_attention "
-                             f"(cross_attention={self.cross_attention is not None}).")
+            raise ArgumentError("cross_attention_src must be given exactly when the layer has cross_attention "
+                                f"(cross_attention={self.cross_attention is not None}).")
         if src_key_padding_mask is not None:
-            raise ValueError("src_key_padding_mask is not supported.")
+            raise ArgumentError("src_key_padding_mask is not supported.")
         x = src
         scale = self._scale
         if self.norm_first:
@@ -545,12 +580,12 @@ class StreamingTransformer(StreamingModule[TransformerState]):
                  layer_norm_eps: float = 1e-5) -> None:
         super().__init__()
         if d_model % num_heads != 0:
-            raise ValueError(f"d_model={d_model} must be divisible by num_heads={num_heads}.")
+            raise ArgumentError(f"d_model={d_model} must be divisible by num_heads={num_heads}.")
         if positional_embedding not in ("sin", "rope", "sin_rope"):
-            raise ValueError(f"Unknown positional_embedding {positional_embedding!r}; "
-                             "expected 'sin', 'rope' or 'sin_rope'.")
+            raise ArgumentError(f"Unknown positional_embedding {positional_embedding!r}; "
+                                "expected 'sin', 'rope' or 'sin_rope'.")
         if checkpointing not in _CHECKPOINTING:
-            raise ValueError(f"Unknown checkpointing {checkpointing!r}; expected one of {_CHECKPOINTING}.")
+            raise ArgumentError(f"Unknown checkpointing {checkpointing!r}; expected one of {_CHECKPOINTING}.")
         self.positional_embedding = positional_embedding
         self.max_period = max_period
         self.positional_scale = positional_scale
@@ -598,9 +633,9 @@ class StreamingTransformer(StreamingModule[TransformerState]):
         offset = 0 if state is None else state.offset
         if positions is not None:
             if self.rope is not None:
-                raise ValueError("Per-item positions are only supported with positional_embedding='sin'.")
+                raise ArgumentError("Per-item positions are only supported with positional_embedding='sin'.")
             if positions.shape != (B, T):
-                raise ValueError(f"positions must be [B, T] = [{B}, {T}], got {list(positions.shape)}.")
+                raise ArgumentError(f"positions must be [B, T] = [{B}, {T}], got {list(positions.shape)}.")
         if self.positional_embedding in ("sin", "sin_rope"):
             times = (torch.arange(offset, offset + T, device=x.device).view(1, -1, 1) if positions is None
                      else positions[..., None])

@@ -27,6 +27,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..utils.validation import ArgumentError
+
 
 def _ema_inplace(moving_avg: torch.Tensor, new: torch.Tensor, decay: float) -> None:
     moving_avg.mul_(decay).add_(new, alpha=1 - decay)
@@ -284,5 +286,5 @@ class ResidualVectorQuantization(nn.Module):
             quantized = layer.decode(indices)
             quantized_out = quantized if quantized_out is None else quantized_out + quantized
         if quantized_out is None:
-            raise ValueError("q_indices must hold at least one codebook")
+            raise ArgumentError("q_indices must hold at least one codebook")
         return quantized_out

@@ -8,6 +8,7 @@ import torch
 
 from .base import BaseQuantizer, QuantizedResult
 from .core_vq import ResidualVectorQuantization
+from ..utils.validation import ArgumentError
 
 
 class ResidualVectorQuantizer(BaseQuantizer):
@@ -29,7 +30,7 @@ class ResidualVectorQuantizer(BaseQuantizer):
                  orthogonal_reg_max_codes: tp.Optional[int] = None) -> None:
         super().__init__()
         if n_q < 1:
-            raise ValueError(f"n_q must be >= 1, got {n_q}")
+            raise ArgumentError(f"n_q must be >= 1, got {n_q}")
         self.max_n_q = n_q
         self.n_q = n_q
         self.q_dropout = q_dropout
@@ -78,5 +79,5 @@ class ResidualVectorQuantizer(BaseQuantizer):
 
     def set_num_codebooks(self, n: int) -> None:
         if not 0 < n <= self.max_n_q:
-            raise ValueError(f"n must be in [1, {self.max_n_q}] (the number of codebooks), got {n}")
+            raise ArgumentError(f"n must be in [1, {self.max_n_q}] (the number of codebooks), got {n}")
         self.n_q = n

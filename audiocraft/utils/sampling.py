@@ -10,6 +10,8 @@ import typing as tp
 
 import torch
 
+from .validation import ArgumentError
+
 
 def multinomial(input: torch.Tensor, num_samples: int, replacement: bool = False, *,
                 generator: tp.Optional[torch.Generator] = None) -> torch.Tensor:
@@ -23,7 +25,7 @@ def sample_top_k(probs: torch.Tensor, k: int, *, generator: tp.Optional[torch.Ge
     """Sample among the entries >= the k-th largest probability (ties kept), renormalised: ``[..., card] ->
     [..., 1]``. ``probs`` is not modified."""
     if k < 1:
-        raise ValueError(f"top_k must be >= 1, got {k}.")
+        raise ArgumentError(f"top_k must be >= 1, got {k}.")
     k = min(k, probs.shape[-1])
     kth = torch.topk(probs, k, dim=-1)[0][..., -1:]
     kept = probs * (probs >= kth).float()
@@ -36,7 +38,7 @@ def sample_top_p(probs: torch.Tensor, p: float, *, generator: tp.Optional[torch.
     (``cumsum - prob <= p``, so the most likely entry is always kept), renormalise, sample, map back to the
     original indices: ``[..., card] -> [..., 1]``. ``probs`` is not modified."""
     if not 0.0 <= p <= 1.0:
-        raise ValueError(f"top_p must be in [0, 1], got {p}.")
+        raise ArgumentError(f"top_p must be in [0, 1], got {p}.")
     probs_sort, probs_idx = torch.sort(probs, dim=-1, descending=True)
     drop = torch.cumsum(probs_sort, dim=-1) - probs_sort > p
     kept = probs_sort * (~drop).float()

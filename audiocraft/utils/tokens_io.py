@@ -20,6 +20,8 @@ import typing as tp
 
 import torch
 
+from .validation import ArgumentError
+
 TOKENS_FORMAT = "audiocraft-tokens"
 
 
@@ -27,7 +29,7 @@ def save_tokens(path: tp.Union[str, Path], tokens: torch.Tensor, *, sample_rate:
                 model: str = "", meta: tp.Optional[tp.Dict[str, tp.Any]] = None) -> Path:
     """Write ``tokens`` ``[B, K, F]`` (int) to ``path`` atomically (temp file + rename). Returns the path."""
     if not isinstance(tokens, torch.Tensor) or tokens.dim() != 3 or tokens.is_floating_point():
-        raise ValueError(f"tokens must be an integer tensor [B, K, F], got {getattr(tokens, 'shape', tokens)!r}.")
+        raise ArgumentError(f"tokens must be an integer tensor [B, K, F], got {getattr(tokens, 'shape', tokens)!r}.")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     package = {"tokens": tokens.detach().cpu().long(), "sample_rate": int(sample_rate),
@@ -55,9 +57,9 @@ def load_tokens(path: tp.Union[str, Path]) -> tp.Dict[str, tp.Any]:
     try:
         package = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ValueError(f"{path} is not a tokens file (torch.load failed: {exc}).") from exc
+        raise ArgumentError(f"{path} is not a tokens file (torch.load failed: {exc}).") from exc
     if not isinstance(package, dict) or package.get("format") != TOKENS_FORMAT or "tokens" not in package:
-        raise ValueError(f"{path} is not a tokens file written by save_tokens (format '{TOKENS_FORMAT}').")
+        raise ArgumentError(f"{path} is not a tokens file written by save_tokens (format '{TOKENS_FORMAT}').")
     package = dict(package)
     package["meta"] = json.loads(package.get("meta") or "{}")
     return package

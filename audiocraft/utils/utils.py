@@ -7,6 +7,7 @@ import torch
 
 from .config import to_plain
 from .sampling import multinomial, sample_top_k, sample_top_p
+from .validation import ArgumentError, ArgumentTypeError
 
 __all__ = ["multinomial", "sample_top_k", "sample_top_p", "length_to_mask", "collate", "dict_from_config"]
 
@@ -15,7 +16,7 @@ def dict_from_config(cfg: tp.Any) -> dict:
     """An OmegaConf node (resolved, relative to its root) as a plain ``dict``."""
     out = to_plain(cfg)
     if not isinstance(out, dict):
-        raise TypeError(f"Expected a mapping config node, got {type(out).__name__}.")
+        raise ArgumentTypeError(f"Expected a mapping config node, got {type(out).__name__}.")
     return out
 
 
@@ -23,7 +24,7 @@ def length_to_mask(lengths: torch.Tensor, max_len: tp.Optional[int] = None) -> t
     """lengths ``[B]`` -> bool mask ``[B, max_len]``, True on the first ``lengths[b]`` positions.
     ``max_len`` defaults (also when 0, as in Audiocraft) to ``max(lengths)``; the width is at least 1."""
     if lengths.dim() != 1:
-        raise ValueError(f"lengths must be 1-D, got shape {list(lengths.shape)}.")
+        raise ArgumentError(f"lengths must be 1-D, got shape {list(lengths.shape)}.")
     if max_len:
         final_length = max_len
     else:

@@ -80,9 +80,9 @@ CONFIGS = {
     "rope": dict(positional_embedding="rope"),
     "sin_rope_xpos": dict(positional_embedding="sin_rope", xpos=True),
     "past_context": dict(past_context=3),
-    "kv_repeat": dict(kv_repeat=2, positional_embedding="rope"),
+    "kv_repeat": dict(kv_repeat=2, positional_embedding="rope", custom=True),
     "qk_norm_layer_scale": dict(qk_layer_norm=True, qk_layer_norm_cross=True, cross_attention=True,
-                                layer_scale=0.5, norm_first=True),
+                                layer_scale=0.5, norm_first=True, custom=True),
 }
 
 
@@ -164,10 +164,11 @@ def test_state_get_set_roundtrip_gives_identical_continuations():
     x, cross = torch.randn(2, 6, 16), torch.randn(2, 3, 16)
     with torch.no_grad(), model.streaming():
         model(x[:, :3], cross_attention_src=cross)
-        saved = model.get_streaming_state()
-        assert isinstance(saved["layers.0.self_attn.length"], int) and saved["offset"] == 3
+        saved = {k: v.clone() for k, v in model.get_streaming_state().items()}  # a flat dict of tensors
+        assert saved["layers.0.self_attn.length"].item() == 3 and saved["offset"].item() == 3
         a = model(x[:, 3:], cross_attention_src=cross)
         model.set_streaming_state(saved)
+        assert isinstance(model.layers[0].self_attn._streaming_state.length, int)
         # the cache tensors were written in place by the first continuation, at positions >= 3 only
         b = model(x[:, 3:], cross_attention_src=cross)
     torch.testing.assert_close(a, b)
@@ -200,21 +201,33 @@ def test_gated_activation_halves_linear2_input():
 
 
 def test_state_dict_names_and_legacy_mha_prefix():
-    layer = StreamingTransformerLayer(16, 4, dim_feedforward=32, bias_attn=False, bias_ff=False, cross_attention=True,
-                                      norm_first=True)
-    assert sorted(layer.state_dict()) == sorted([
-        "self_attn.in_proj_weight", "self_attn.out_proj.weight", "linear1.weight", "linear2.weight",
-        "norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias", "cross_attention.in_proj_weight",
-        "cross_attention.out_proj.weight", "norm_cross.weight", "norm_cross.bias"])
-    assert layer.self_attn.in_proj_weight.shape == (48, 16)
-    attn = StreamingMultiheadAttention(16, 4, bias=True, custom=False)
-    legacy = {"mha." + k: torch.randn_like(v) for k, v in attn.state_dict().items()}
-    attn.load_state_dict(legacy)
-    torch.testing.assert_close(attn.in_proj_weight, legacy["mha.in_proj_weight"])
+    for custom, prefix in ((True, ""), (False, "mha.")):  # Audiocraft's two layouts
+        layer = StreamingTransformerLayer(16, 4, dim_feedforward=32, bias_attn=False, bias_ff=False,
+                                          cross_attention=True, norm_first=True, custom=custom)
+        assert sorted(layer.state_dict()) == sorted([
+            f"self_attn.{prefix}in_proj_weight", f"self_attn.{prefix}out_proj.weight", "linear1.weight",
+            "linear2.weight", "norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias",
+            f"cross_attention.{prefix}in_proj_weight", f"cross_attention.{prefix}out_proj.weight",
+            "norm_cross.weight", "norm_cross.bias"])
+        assert layer.self_attn.in_proj_weight.shape == (48, 16)
+    # either spelling loads into either layout
+    flat = StreamingMultiheadAttention(16, 4, bias=True, custom=True)
+    mha = StreamingMultiheadAttention(16, 4, bias=True, custom=False)
+    assert isinstance(mha.mha, nn.MultiheadAttention) and mha.in_proj_weight is mha.mha.in_proj_weight
+    legacy = {"mha." + k: torch.randn_like(v) for k, v in flat.state_dict().items()}
+    flat.load_state_dict(legacy)
+    torch.testing.assert_close(flat.in_proj_weight, legacy["mha.in_proj_weight"])
+    mha.load_state_dict(flat.state_dict())
+    torch.testing.assert_close(mha.mha.out_proj.weight, flat.out_proj.weight)
+    x = torch.randn(2, 5, 16)
+    torch.testing.assert_close(mha(x, x, x)[0], flat(x, x, x)[0])
+    torch.testing.assert_close(mha(x, x, x)[0], mha.mha(x, x, x, need_weights=False)[0], atol=1e-6, rtol=1e-5)
+    with pytest.raises(AssertionError, match="need custom=True"):  # refused as Audiocraft refuses it
+        StreamingMultiheadAttention(16, 4, custom=False, qk_layer_norm=True)
 
 
 def test_kv_repeat_projection_shape():
-    attn = StreamingMultiheadAttention(16, 4, kv_repeat=2, causal=True)
+    attn = StreamingMultiheadAttention(16, 4, kv_repeat=2, causal=True, custom=True)
     assert attn.in_proj_weight.shape == (16 + 2 * 8, 16)
     x = torch.randn(1, 3, 16)
     assert attn(x, x, x)[0].shape == (1, 3, 16)

@@ -442,8 +442,10 @@ def packed_class(cls: type) -> type:
 
 
 def _is_packable(module: nn.Module) -> bool:
-    return type(module) is nn.Linear or isinstance(module, PackableWeights) or \
-        callable(getattr(type(module), "weight_pieces", None))
+    if type(module) is nn.Linear or isinstance(module, PackableWeights):
+        return True
+    pieces: tp.Any = getattr(module, "weight_pieces", None)
+    return callable(pieces) and bool(pieces())
 
 
 def pack_linear_weights(module: nn.Module, kind: str = "onednn", rows_hint: int = 2,

@@ -12,6 +12,8 @@ import typing as tp
 
 import torch
 
+from ...utils.validation import ArgumentError, ArgumentTypeError
+
 # (embeddings [B, T, D] float, mask [B, T]) as produced by every conditioner.
 ConditionType = tp.Tuple[torch.Tensor, torch.Tensor]
 
@@ -87,8 +89,8 @@ class ConditioningAttributes:
         for key, value in x.items():
             kind, sep, name = key.partition(".")
             if not sep or kind not in CONDITION_KINDS or not name:
-                raise ValueError(f"Flat attribute keys must look like '<kind>.<name>' with kind in "
-                                 f"{list(CONDITION_KINDS)}, got {key!r}.")
+                raise ArgumentError(f"Flat attribute keys must look like '<kind>.<name>' with kind in "
+                                    f"{list(CONDITION_KINDS)}, got {key!r}.")
             out[kind][name] = value
         return out
 
@@ -100,10 +102,10 @@ def nullify_condition(condition: ConditionType, dim: int = 1) -> ConditionType:
     """
     if not (isinstance(condition, tuple) and len(condition) == 2
             and all(isinstance(t, torch.Tensor) for t in condition)):
-        raise TypeError(f"condition must be a (Tensor, Tensor) tuple, got {type(condition).__name__}.")
+        raise ArgumentTypeError(f"condition must be a (Tensor, Tensor) tuple, got {type(condition).__name__}.")
     x, _ = condition
     if x.dim() < 2 or not -x.dim() <= dim < x.dim() or dim % x.dim() == 0:
-        raise ValueError(f"dim must be a non-batch dimension of a {x.dim()}-D tensor, got {dim}.")
+        raise ArgumentError(f"dim must be a non-batch dimension of a {x.dim()}-D tensor, got {dim}.")
     if x.shape[dim] == 0:  # e.g. a melody shorter than one sample once resampled: nothing to narrow
         shape = list(x.shape)
         shape[dim] = 1
@@ -135,11 +137,11 @@ def nullify_joint_embed(embed: JointEmbedCondition) -> JointEmbedCondition:
 def dropout_condition(sample: ConditioningAttributes, condition_type: str, condition: str) -> ConditioningAttributes:
     """Nullify one attribute of ``sample`` IN PLACE (text -> None, wav / joint_embed -> null) and return it."""
     if condition_type not in CONDITION_KINDS:
-        raise ValueError(f"condition_type must be one of {list(CONDITION_KINDS)}, got {condition_type!r}.")
+        raise ArgumentError(f"condition_type must be one of {list(CONDITION_KINDS)}, got {condition_type!r}.")
     values = sample[condition_type]
     if condition not in values:
-        raise ValueError(f"Attribute {condition!r} is not a {condition_type} attribute of this sample "
-                         f"(it has {list(values)}).")
+        raise ArgumentError(f"Attribute {condition!r} is not a {condition_type} attribute of this sample "
+                            f"(it has {list(values)}).")
     if condition_type == "wav":
         values[condition] = nullify_wav(values[condition])
     elif condition_type == "joint_embed":

@@ -13,6 +13,7 @@ from torch import nn
 
 from ...utils.utils import length_to_mask
 from .attributes import ConditionType, WavCondition
+from ...utils.validation import ArgumentError, ArgumentTypeError
 
 
 class BaseConditioner(nn.Module):
@@ -27,7 +28,7 @@ class BaseConditioner(nn.Module):
         super().__init__()
         for name, value in (("dim", dim), ("output_dim", output_dim)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive int, got {value!r}.")
+                raise ArgumentError(f"{name} must be a positive int, got {value!r}.")
         self.dim = dim
         self.output_dim = output_dim
         self.output_proj = nn.Linear(dim, output_dim)
@@ -65,9 +66,9 @@ class WaveformConditioner(BaseConditioner):
     def tokenize(self, x: WavCondition) -> WavCondition:
         """Move the batch to ``self.device``."""
         if not isinstance(x, WavCondition):
-            raise TypeError(f"{type(self).__name__}.tokenize expects a WavCondition, got {type(x).__name__}.")
+            raise ArgumentTypeError(f"{type(self).__name__}.tokenize expects a WavCondition, got {type(x).__name__}.")
         if x.length is None:
-            raise ValueError("WavCondition.length must be given (a [B] tensor of valid lengths).")
+            raise ArgumentError("WavCondition.length must be given (a [B] tensor of valid lengths).")
         wav, length, sample_rate, path, seek_time = x
         return WavCondition(wav.to(self.device), length.to(self.device), sample_rate, path, seek_time)
 

@@ -11,6 +11,7 @@ import torch
 from ..chroma import ChromaExtractor
 from .attributes import WavCondition
 from .base import WaveformConditioner
+from ...utils.validation import ArgumentError
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class ChromaStemConditioner(WaveformConditioner):
             warnings.warn(f"ChromaStemConditioner ignores cache_path={cache_path!r}: chroma is computed on the fly.",
                           stacklevel=2)
         if not isinstance(duration, (int, float)) or isinstance(duration, bool) or duration <= 0:
-            raise ValueError(f"duration must be a positive number of seconds, got {duration!r}.")
+            raise ArgumentError(f"duration must be a positive number of seconds, got {duration!r}.")
         self.sample_rate = sample_rate
         self.duration = float(duration)
         self.match_len_on_eval = match_len_on_eval
@@ -135,9 +136,9 @@ class ChromaStemConditioner(WaveformConditioner):
         """WavCondition -> chroma [B, frames, n_chroma] (frames = chroma_len when match_len_on_eval)."""
         rates = list(x.sample_rate)
         if not rates or any(int(sr) != int(rates[0]) for sr in rates):
-            raise ValueError(f"All melodies of a batch must share one sample rate, got {rates}.")
+            raise ArgumentError(f"All melodies of a batch must share one sample rate, got {rates}.")
         if x.wav.dim() != 3:
-            raise ValueError(f"WavCondition.wav must have shape [B, C, T], got {list(x.wav.shape)}.")
+            raise ArgumentError(f"WavCondition.wav must have shape [B, C, T], got {list(x.wav.shape)}.")
         chroma = self._compute_wav_embedding(x.wav, int(rates[0]))
         if self.match_len_on_eval:
             frames = chroma.shape[1]

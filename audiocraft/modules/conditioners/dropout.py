@@ -13,20 +13,21 @@ import torch
 from torch import nn
 
 from .attributes import CONDITION_KINDS, ConditioningAttributes, dropout_condition
+from ...utils.validation import ArgumentError, ArgumentTypeError
 
 
 def _check_samples(samples: tp.Any) -> tp.Any:
     if not isinstance(samples, (list, tuple)):
-        raise TypeError(f"samples must be a list of ConditioningAttributes, got {type(samples).__name__}.")
+        raise ArgumentTypeError(f"samples must be a list of ConditioningAttributes, got {type(samples).__name__}.")
     for i, sample in enumerate(samples):
         if not isinstance(sample, ConditioningAttributes):
-            raise TypeError(f"samples[{i}] must be a ConditioningAttributes, got {type(sample).__name__}.")
+            raise ArgumentTypeError(f"samples[{i}] must be a ConditioningAttributes, got {type(sample).__name__}.")
     return samples
 
 
 def _check_probability(name: str, p: tp.Any) -> float:
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= float(p) <= 1.0:
-        raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}.")
+        raise ArgumentError(f"{name} must be a probability in [0, 1], got {p!r}.")
     return float(p)
 
 
@@ -57,12 +58,12 @@ class AttributeDropout(DropoutModule):
     def __init__(self, p: tp.Dict[str, tp.Dict[str, float]], active_on_eval: bool = False, seed: int = 1234) -> None:
         super().__init__(seed=seed)
         if not isinstance(p, Mapping):
-            raise TypeError(f"p must be a dict {{kind: {{attribute: probability}}}}, got {type(p).__name__}.")
+            raise ArgumentTypeError(f"p must be a dict {{kind: {{attribute: probability}}}}, got {type(p).__name__}.")
         self.active_on_eval = active_on_eval
         self.p: tp.Dict[str, tp.Dict[str, float]] = {}
         for kind, probs in p.items():
             if kind not in CONDITION_KINDS:
-                raise ValueError(f"AttributeDropout kinds must be in {list(CONDITION_KINDS)}, got {kind!r}.")
+                raise ArgumentError(f"AttributeDropout kinds must be in {list(CONDITION_KINDS)}, got {kind!r}.")
             self.p[kind] = {name: _check_probability(f"p[{kind!r}][{name!r}]", value)
                             for name, value in dict(probs).items()}
 

@@ -10,6 +10,7 @@ from torch.nn import functional as F
 
 from ..streaming import StreamingModule, StreamingState
 from .attributes import ConditionType
+from ...utils.validation import ArgumentError, ArgumentTypeError
 
 
 @dataclass
@@ -42,10 +43,11 @@ class ConditionFuser(StreamingModule[_FuserState]):
                  cross_attention_pos_emb_scale: float = 1.0) -> None:
         super().__init__()
         if not isinstance(fuse2cond, dict):
-            raise TypeError(f"fuse2cond must be a dict {{method: [attribute, ...]}}, got {type(fuse2cond).__name__}.")
+            raise ArgumentTypeError("fuse2cond must be a dict {method: [attribute, ...]}, got "
+                                    f"{type(fuse2cond).__name__}.")
         bad = [k for k in fuse2cond if k not in self.FUSING_METHODS]
         if bad:
-            raise ValueError(f"Unknown fusing methods {bad}; allowed: {self.FUSING_METHODS}.")
+            raise ArgumentError(f"Unknown fusing methods {bad}; allowed: {self.FUSING_METHODS}.")
         self.cross_attention_pos_emb = cross_attention_pos_emb
         self.cross_attention_pos_emb_scale = cross_attention_pos_emb_scale
         self.fuse2cond: tp.Dict[str, tp.List[str]] = {k: list(v) for k, v in fuse2cond.items()}
@@ -53,8 +55,8 @@ class ConditionFuser(StreamingModule[_FuserState]):
         for method, conditions in self.fuse2cond.items():
             for condition in conditions:
                 if condition in self.cond2fuse:
-                    raise ValueError(f"Condition {condition!r} is given two fusing methods: "
-                                     f"{self.cond2fuse[condition]!r} and {method!r}.")
+                    raise ArgumentError(f"Condition {condition!r} is given two fusing methods: "
+                                        f"{self.cond2fuse[condition]!r} and {method!r}.")
                 self.cond2fuse[condition] = method
 
     def _init_streaming_state(self, batch_size: int, device: torch.device) -> _FuserState:
@@ -67,8 +69,8 @@ class ConditionFuser(StreamingModule[_FuserState]):
         B, T, _ = input.shape
         unknown = [name for name in conditions if name not in self.cond2fuse]
         if unknown:
-            raise ValueError(f"Conditions {unknown} have no fusing method; this fuser knows "
-                             f"{list(self.cond2fuse)}.")
+            raise ArgumentError(f"Conditions {unknown} have no fusing method; this fuser knows "
+                                f"{list(self.cond2fuse)}.")
         first_step = True
         if self._is_streaming:
             first_step = self._streaming_state is None
@@ -79,8 +81,8 @@ class ConditionFuser(StreamingModule[_FuserState]):
             method = self.cond2fuse[name]
             if method == "sum":
                 if cond.shape != input.shape:
-                    raise ValueError(f"Condition {name!r} is fused by 'sum' and must have the input's shape "
-                                     f"{list(input.shape)}, got {list(cond.shape)}.")
+                    raise ArgumentError(f"Condition {name!r} is fused by 'sum' and must have the input's shape "
+                                        f"{list(input.shape)}, got {list(cond.shape)}.")
                 input = input + cond
             elif method == "input_interpolate":
                 resampled = F.interpolate(cond.transpose(1, 2), size=input.shape[1])  # [B, D, T]

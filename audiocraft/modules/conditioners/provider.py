@@ -8,6 +8,7 @@ from torch import nn
 
 from .attributes import ConditioningAttributes, ConditionType, WavCondition
 from .base import BaseConditioner, TextConditioner, WaveformConditioner
+from ...utils.validation import ArgumentError, ArgumentTypeError
 
 
 def _is_null(kind: str, value: tp.Any) -> bool:
@@ -41,7 +42,8 @@ class ConditioningProvider(nn.Module):
         super().__init__()
         for name, conditioner in conditioners.items():
             if not isinstance(conditioner, BaseConditioner):
-                raise TypeError(f"conditioners[{name!r}] must be a BaseConditioner, got {type(conditioner).__name__}.")
+                raise ArgumentTypeError(f"conditioners[{name!r}] must be a BaseConditioner, got "
+                                        f"{type(conditioner).__name__}.")
         self.device = device
         self.conditioners = nn.ModuleDict(conditioners)
 
@@ -69,23 +71,23 @@ class ConditioningProvider(nn.Module):
     # ---- tokenize ------------------------------------------------------------------------------------------------
     def _check_inputs(self, inputs: tp.Any) -> tp.List[ConditioningAttributes]:
         if not isinstance(inputs, (list, tuple)):
-            raise TypeError(f"inputs must be a list of ConditioningAttributes, got {type(inputs).__name__}.")
+            raise ArgumentTypeError(f"inputs must be a list of ConditioningAttributes, got {type(inputs).__name__}.")
         if len(inputs) == 0:
-            raise ValueError("inputs must contain at least one ConditioningAttributes, got an empty list.")
+            raise ArgumentError("inputs must contain at least one ConditioningAttributes, got an empty list.")
         known = {"text": set(self.text_conditions), "wav": set(self.wav_conditions),
                  "joint_embed": set(self.joint_embed_conditions)}
         unknown: tp.Dict[str, tp.Set[str]] = {}
         for i, sample in enumerate(inputs):
             if not isinstance(sample, ConditioningAttributes):
-                raise TypeError(f"inputs[{i}] must be a ConditioningAttributes, got {type(sample).__name__}.")
+                raise ArgumentTypeError(f"inputs[{i}] must be a ConditioningAttributes, got {type(sample).__name__}.")
             for kind, names in known.items():
                 for name, value in sample[kind].items():
                     if name not in names and not _is_null(kind, value):
                         unknown.setdefault(kind, set()).add(name)
         if unknown:
             found = ", ".join(f"{kind} {sorted(names)}" for kind, names in unknown.items())
-            raise ValueError(f"Unexpected conditioning attributes: {found}. This model conditions on text "
-                             f"{sorted(known['text'])} and wav {sorted(known['wav'])}.")
+            raise ArgumentError(f"Unexpected conditioning attributes: {found}. This model conditions on text "
+                                f"{sorted(known['text'])} and wav {sorted(known['wav'])}.")
         return list(inputs)
 
     def _collate_text(self, samples: tp.List[ConditioningAttributes]) -> tp.Dict[str, tp.List[tp.Optional[str]]]:
@@ -112,11 +114,12 @@ class ConditioningProvider(nn.Module):
                                         sample_rate=[int(getattr(self.conditioners[name], "sample_rate", 0))],
                                         path=[None], seek_time=[None])
                 if not isinstance(cond, WavCondition):
-                    raise TypeError(f"inputs[{i}].wav[{name!r}] must be a WavCondition, got {type(cond).__name__}.")
+                    raise ArgumentTypeError(f"inputs[{i}].wav[{name!r}] must be a WavCondition, got "
+                                            f"{type(cond).__name__}.")
                 wav = cond.wav
                 if not isinstance(wav, torch.Tensor) or wav.dim() != 3 or wav.shape[0] != 1:
                     shape = list(wav.shape) if isinstance(wav, torch.Tensor) else type(wav).__name__
-                    raise ValueError(f"inputs[{i}].wav[{name!r}].wav must be one item [1, C, T], got {shape}.")
+                    raise ArgumentError(f"inputs[{i}].wav[{name!r}].wav must be one item [1, C, T], got {shape}.")
                 wavs.append(wav.mean(dim=1).flatten())  # [T]
                 lengths.append(torch.as_tensor(cond.length).reshape(-1))
                 rates.extend(cond.sample_rate)
@@ -142,11 +145,12 @@ class ConditioningProvider(nn.Module):
     def forward(self, tokenized: tp.Dict[str, tp.Any]) -> tp.Dict[str, ConditionType]:
         """{attribute: tokenized} -> {attribute: (embeds [B, T, D], mask [B, T])}, in the same order."""
         if not isinstance(tokenized, dict):
-            raise TypeError(f"tokenized must be the dict returned by tokenize(), got {type(tokenized).__name__}.")
+            raise ArgumentTypeError("tokenized must be the dict returned by tokenize(), got "
+                                    f"{type(tokenized).__name__}.")
         unknown = [name for name in tokenized if name not in self.conditioners]
         if unknown:
-            raise ValueError(f"Unexpected conditioning attributes {unknown}; expected some of "
-                             f"{list(self.conditioners.keys())}.")
+            raise ArgumentError(f"Unexpected conditioning attributes {unknown}; expected some of "
+                                f"{list(self.conditioners.keys())}.")
         output: tp.Dict[str, ConditionType] = {}
         for name, inputs in tokenized.items():
             embeds, mask = self.conditioners[name](inputs)

@@ -9,7 +9,7 @@ import warnings
 import torch
 from torch import nn
 
-from ...utils.validation import check_descriptions
+from ...utils.validation import ArgumentError, check_descriptions
 from .attributes import ConditionType
 from .base import TextConditioner
 from .tokenizers import NounsTokenizer, Tokenizer, WhiteSpaceTokenizer
@@ -41,7 +41,7 @@ class LUTConditioner(TextConditioner):
                           "(spaCy is not used by this package).", stacklevel=2)
             self.tokenizer = NounsTokenizer(n_bins, pad_idx=pad_idx)
         else:
-            raise ValueError(f"tokenizer must be one of {list(self.TOKENIZERS)}, got {tokenizer!r}.")
+            raise ArgumentError(f"tokenizer must be one of {list(self.TOKENIZERS)}, got {tokenizer!r}.")
 
     def tokenize(self, x: tp.List[tp.Optional[str]]) -> tp.Tuple[torch.Tensor, torch.Tensor]:
         """texts -> (tokens [B, L] int32, mask [B, L] int32) on the embedding's device."""
@@ -96,9 +96,9 @@ class T5Conditioner(TextConditioner):
                  autocast_dtype: tp.Optional[str] = "float32", word_dropout: float = 0.0,
                  normalize_text: bool = False) -> None:
         if name not in self.MODELS:
-            raise ValueError(f"Unknown T5 model name {name!r}; expected one of {self.MODELS}.")
+            raise ArgumentError(f"Unknown T5 model name {name!r}; expected one of {self.MODELS}.")
         if not 0.0 <= float(word_dropout) <= 1.0:
-            raise ValueError(f"word_dropout must be in [0, 1], got {word_dropout!r}.")
+            raise ArgumentError(f"word_dropout must be in [0, 1], got {word_dropout!r}.")
         super().__init__(self.MODELS_DIMS[name], output_dim)
         self.device = device
         self.name = name
@@ -109,7 +109,7 @@ class T5Conditioner(TextConditioner):
         if autocast_dtype is not None and device_type != "cpu":
             dtype = getattr(torch, autocast_dtype, None)
             if not isinstance(dtype, torch.dtype):
-                raise ValueError(f"autocast_dtype must name a torch dtype (e.g. 'float16'), got {autocast_dtype!r}.")
+                raise ArgumentError(f"autocast_dtype must name a torch dtype (e.g. 'float16'), got {autocast_dtype!r}.")
             # float32 autocast is no autocast (and torch warns that CUDA does not support it): leave it off.
             self._autocast_dtype = None if dtype == torch.float32 else dtype
         elif device_type != "cpu":
@@ -159,9 +159,9 @@ class T5Conditioner(TextConditioner):
         if encoded["input_ids"].shape[-1] > self.MAX_TOKENS:
             lengths = encoded["attention_mask"].sum(dim=-1)
             index = int(lengths.argmax())
-            raise ValueError(f"text x[{index}] (with MusicGen: descriptions[{index}]) is {int(lengths[index])} "
-                             f"tokens long; {type(self).__name__} ({self.name}) "
-                             f"takes at most {self.MAX_TOKENS} tokens per text. Shorten the description.")
+            raise ArgumentError(f"text x[{index}] (with MusicGen: descriptions[{index}]) is {int(lengths[index])} "
+                                f"tokens long; {type(self).__name__} ({self.name}) "
+                                f"takes at most {self.MAX_TOKENS} tokens per text. Shorten the description.")
         inputs = {"input_ids": encoded["input_ids"].to(self.device),
                   "attention_mask": encoded["attention_mask"].to(self.device)}
         if empty:

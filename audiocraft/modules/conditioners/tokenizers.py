@@ -16,6 +16,7 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 
 from ...utils.utils import length_to_mask
+from ...utils.validation import ArgumentError, ArgumentTypeError
 
 PUNCTUATION = "?:!.,;"
 
@@ -63,7 +64,7 @@ class WhiteSpaceTokenizer(Tokenizer):
 
     def __init__(self, n_bins: int, pad_idx: int = 0, stopwords: bool = True) -> None:
         if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins <= 0:
-            raise ValueError(f"n_bins must be a positive int, got {n_bins!r}.")
+            raise ArgumentError(f"n_bins must be a positive int, got {n_bins!r}.")
         self.n_bins = n_bins
         self.pad_idx = pad_idx
         self.stopwords = stopwords
@@ -78,7 +79,7 @@ class WhiteSpaceTokenizer(Tokenizer):
     def __call__(self, texts: tp.List[tp.Optional[str]]) -> tp.Tuple[torch.Tensor, torch.Tensor]:
         """texts -> (tokens [B, L] int32 padded with pad_idx, mask [B, L] int32), L >= 1."""
         if isinstance(texts, str) or not isinstance(texts, (list, tuple)) or len(texts) == 0:
-            raise TypeError(f"texts must be a non-empty list of str or None, got {texts!r}.")
+            raise ArgumentTypeError(f"texts must be a non-empty list of str or None, got {texts!r}.")
         ids: tp.List[torch.Tensor] = []
         lengths: tp.List[int] = []
         for i, text in enumerate(texts):
@@ -87,7 +88,7 @@ class WhiteSpaceTokenizer(Tokenizer):
                 lengths.append(0)
                 continue
             if not isinstance(text, str):
-                raise TypeError(f"texts[{i}] must be a str or None, got {type(text).__name__}.")
+                raise ArgumentTypeError(f"texts[{i}] must be a str or None, got {type(text).__name__}.")
             words = self.words(text)
             ids.append(torch.tensor([hash_trick(w, self.n_bins) for w in words], dtype=torch.long))
             lengths.append(len(words))

@@ -161,7 +161,7 @@ def test_pack_errors():
 @pytest.mark.parametrize("cross", [False, True])
 def test_attention_projections_pack(cross):
     torch.manual_seed(0)
-    attn = StreamingMultiheadAttention(32, 4, causal=not cross, cross_attention=cross).eval()
+    attn = StreamingMultiheadAttention(32, 4, causal=not cross, cross_attention=cross, custom=True).eval()
     nn.init.normal_(attn.in_proj_bias)
     x, src = torch.randn(2, 5, 32), torch.randn(2, 7, 32)
     key = src if cross else x
