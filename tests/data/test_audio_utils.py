@@ -140,7 +140,7 @@ def test_none_strategy_clamps_and_logs(caplog):
 
 @pytest.mark.parametrize('wav,exc,match', [
     ([0.1, 0.2], TypeError, r'wav must be a torch.Tensor, got list'),
-    (torch.zeros(1, 2, 3), ValueError, r'\[C, T\] or \[T\], got 3 dims'),
+    (torch.tensor(0.5), ValueError, r'\[C, T\] or \[T\], got 0 dims'),
     (torch.zeros(1, 3, dtype=torch.int16), TypeError, r'floating point tensor, got dtype torch.int16'),
     (torch.tensor([[0.1, float('nan')]]), ValueError, r'NaN or infinite'),
     (torch.tensor([[0.1, float('inf')]]), ValueError, r'NaN or infinite'),
