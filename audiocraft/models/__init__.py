@@ -1,11 +1,15 @@
-"""Models: MusicGen, the language model and the EnCodec compression model.
+"""Models: MusicGen, MAGNeT, their language models and the EnCodec compression model.
 
->>> from audiocraft.models import MusicGen
+>>> from audiocraft.models import MusicGen, MAGNeT
 """
 from . import builders, loaders  # noqa: F401
 from .encodec import CompressionModel, EncodecModel  # noqa: F401
 from .genmodel import BaseGenModel  # noqa: F401
 from .lm import LMModel  # noqa: F401
+from .lm_magnet import MagnetLMModel  # noqa: F401
+from .magnet import MAGNeT  # noqa: F401
 from .musicgen import MusicGen  # noqa: F401
+from .pretrained import get_pretrained_model  # noqa: F401
 
-__all__ = ["builders", "loaders", "CompressionModel", "EncodecModel", "BaseGenModel", "LMModel", "MusicGen"]
+__all__ = ["builders", "loaders", "CompressionModel", "EncodecModel", "BaseGenModel", "LMModel", "MusicGen",
+           "MagnetLMModel", "MAGNeT", "get_pretrained_model"]

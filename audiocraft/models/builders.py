@@ -3,8 +3,9 @@
 - compression model (``encodec``, ``seanet``, ``rvq``): :func:`get_compression_model`, :func:`get_encodec_autoencoder`,
   :func:`get_quantizer`;
 - conditioners and fuser (``conditioners``, ``fuser``): :func:`get_conditioner_provider`, :func:`get_condition_fuser`;
-- language model (``transformer_lm`` as :class:`TransformerLMConfig`, ``codebooks_pattern``, guidance):
-  :func:`get_lm_model`, :func:`get_codebooks_pattern_provider`;
+- language model (``transformer_lm`` as :class:`TransformerLMConfig`, or :class:`MagnetLMConfig` for
+  ``lm_model: transformer_lm_magnet``; ``codebooks_pattern``, guidance): :func:`get_lm_model`,
+  :func:`get_codebooks_pattern_provider`;
 - tiny random models for tests: ``get_debug_*``.
 
 Only the sub-trees read are resolved (``${sample_rate}``, ``${channels}``, ``${encodec.causal}`` resolve against the
@@ -33,11 +34,12 @@ from ..modules.seanet import SEANetDecoder, SEANetEncoder
 from ..utils.config import as_config, section, to_plain
 from .encodec import CompressionModel, EncodecModel
 from .lm import LMModel
+from .lm_magnet import MagnetLMModel
 
 __all__ = [
     "get_compression_model", "get_debug_compression_model", "get_encodec_autoencoder", "get_quantizer",
     "get_condition_fuser", "get_conditioner_provider", "get_debug_conditioner_provider", "get_debug_condition_fuser",
-    "TransformerLMConfig", "get_codebooks_pattern_provider", "get_debug_lm_model", "get_lm_model",
+    "TransformerLMConfig", "MagnetLMConfig", "get_codebooks_pattern_provider", "get_debug_lm_model", "get_lm_model",
 ]
 
 
@@ -217,7 +219,7 @@ PATTERN_PROVIDERS: tp.Dict[str, tp.Type[CodebooksPatternProvider]] = {
     "musiclm": MusicLMPattern,
     "valle": VALLEPattern,
 }
-LM_MODELS = ("transformer_lm",)
+LM_MODELS = ("transformer_lm", "transformer_lm_magnet")
 
 
 @dataclasses.dataclass
@@ -289,6 +291,18 @@ class TransformerLMConfig:
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in self.DROPPED}
 
 
+@dataclasses.dataclass
+class MagnetLMConfig(TransformerLMConfig):
+    """The ``transformer_lm`` section of a MAGNeT checkpoint (``lm_model: transformer_lm_magnet``): the keys of
+    :class:`TransformerLMConfig` plus those of :class:`~audiocraft.models.lm_magnet.MagnetLMModel`. The loader
+    sets ``compression_model_framerate`` (from the codec), ``segment_duration`` (``dataset.segment_duration``) and
+    ``span_len`` (``masking.span_len``) before building, as Audiocraft does."""
+    subcodes_context: int = 5
+    compression_model_framerate: int = 50
+    segment_duration: float = 10
+    span_len: int = 3
+
+
 def get_codebooks_pattern_provider(n_q: int, cfg: tp.Any) -> CodebooksPatternProvider:
     """Pattern provider from the ``codebooks_pattern`` config: ``cfg.modeling`` names it (one of
     ``PATTERN_PROVIDERS``) and ``cfg.<modeling>`` (if present) holds its arguments."""
@@ -313,7 +327,8 @@ def _pattern_provider(cfg: omegaconf.DictConfig, config: TransformerLMConfig) ->
 
 
 def get_lm_model(cfg: tp.Any, *, meta: bool = False) -> LMModel:
-    """LMModel described by the root config (``xp.cfg``): ``lm_model`` must be ``'transformer_lm'``.
+    """LMModel described by the root config (``xp.cfg``): ``lm_model`` is ``'transformer_lm'`` (:class:`LMModel`)
+    or ``'transformer_lm_magnet'`` (:class:`MagnetLMModel`, section read as :class:`MagnetLMConfig`).
 
     Reads ``transformer_lm`` (:class:`TransformerLMConfig`), ``codebooks_pattern``, ``classifier_free_guidance``
     (training_dropout, inference_coef), ``attribute_dropout``, ``conditioners`` and ``fuser``, ``device`` and
@@ -325,7 +340,9 @@ def get_lm_model(cfg: tp.Any, *, meta: bool = False) -> LMModel:
     cfg = as_config(cfg)
     if cfg.get("lm_model") not in LM_MODELS:
         raise ValueError(f"Unknown lm_model {cfg.get('lm_model')!r}; expected one of {list(LM_MODELS)}.")
-    config = TransformerLMConfig.from_dict(section(cfg, "transformer_lm"))
+    magnet = cfg.get("lm_model") == "transformer_lm_magnet"
+    config_class = MagnetLMConfig if magnet else TransformerLMConfig
+    config = config_class.from_dict(section(cfg, "transformer_lm"))
     guidance = section(cfg, "classifier_free_guidance")
     device = str(cfg.get("device", "cpu") or "cpu")
     dtype_name = str(cfg.get("dtype", "float32") or "float32")
@@ -337,8 +354,9 @@ def get_lm_model(cfg: tp.Any, *, meta: bool = False) -> LMModel:
     if len(fuser.fuse2cond.get("cross", [])) > 0:
         config.cross_attention = True
     pattern_provider = _pattern_provider(cfg, config)
+    lm_type = MagnetLMModel if magnet else LMModel
     with torch.device("meta") if meta else contextlib.nullcontext():
-        lm = LMModel(pattern_provider=pattern_provider, condition_provider=condition_provider, fuser=fuser,
+        lm = lm_type(pattern_provider=pattern_provider, condition_provider=condition_provider, fuser=fuser,
                      cfg_dropout=guidance.get("training_dropout", 0.0), cfg_coef=guidance.get("inference_coef", 1.0),
                      attribute_dropout=section(cfg, "attribute_dropout"), dtype=dtype,
                      device="meta" if meta else device, **config.lm_kwargs())

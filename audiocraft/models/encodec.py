@@ -384,7 +384,8 @@ class HFEncodecCompressionModel(CompressionModel):
 
     @property
     def frame_rate(self) -> float:
-        return self.model.config.frame_rate
+        """``sample_rate / hop_length`` as a float (Audiocraft's; transformers' ``config.frame_rate`` rounds up)."""
+        return self.sample_rate / math.prod(self.model.config.upsampling_ratios)
 
     @property
     def sample_rate(self) -> int:

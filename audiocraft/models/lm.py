@@ -173,9 +173,10 @@ class LMModel(StreamingModule):
 
     # ---- forward ---------------------------------------------------------------------------------------
     def _hidden(self, sequence: torch.Tensor, condition_tensors: ConditionTensors,
-                padding: tp.Optional[ConditionPadding] = None) -> torch.Tensor:
+                padding: tp.Optional[ConditionPadding] = None, **transformer_kwargs: tp.Any) -> torch.Tensor:
         """sequence ``[B, K, S]`` -> normalised transformer output ``[B, P + S, dim]`` (P: prepended conditions).
-        ``padding``: hide the conditions' padded positions from attention (and time steps per item)."""
+        ``padding``: hide the conditions' padded positions from attention (and time steps per item);
+        ``transformer_kwargs`` (e.g. MAGNeT's ``src_mask``) go to the transformer."""
         B, K, S = sequence.shape
         if K != self.n_q:
             raise ArgumentError(f"The sequence has {K} codebooks, the model {self.n_q}.")
@@ -187,7 +188,7 @@ class LMModel(StreamingModule):
             condition_tensors = {name: (t.to(dtype), m) for name, (t, m) in condition_tensors.items()}
         input_, cross_attention_input = self.fuser(input_, condition_tensors)
         extra = {} if padding is None else padding.step_kwargs(S)
-        out = self.transformer(input_, cross_attention_src=cross_attention_input, **extra)
+        out = self.transformer(input_, cross_attention_src=cross_attention_input, **extra, **transformer_kwargs)
         return out if self.out_norm is None else self.out_norm(out)
 
     def _heads(self, out: torch.Tensor) -> torch.Tensor:

@@ -228,7 +228,8 @@ def load_lm_model_ckpt(file_or_url_or_id: tp.Union[Path, str],
 
 def load_lm_model(file_or_url_or_id: tp.Union[Path, str], device: tp.Union[torch.device, str] = "cpu",
                   cache_dir: tp.Optional[str] = None, *, for_generation: bool = False,
-                  on_state_loaded: tp.Optional[tp.Callable[[tp.Mapping[str, tp.Any]], None]] = None) -> nn.Module:
+                  on_state_loaded: tp.Optional[tp.Callable[[tp.Mapping[str, tp.Any]], None]] = None,
+                  configure: tp.Optional[tp.Callable[[omegaconf.DictConfig], None]] = None) -> nn.Module:
     """The language model of an exported checkpoint, strictly loaded, in eval mode, with ``model.cfg`` set.
 
     Config fixes as Audiocraft: ``device`` overrides ``cfg.device``; ``cfg.dtype`` is ``float32`` on CPU and
@@ -238,7 +239,8 @@ def load_lm_model(file_or_url_or_id: tp.Union[Path, str], device: tp.Union[torch
     ``dataset.segment_duration`` (the generation window) must be a finite number > 0 when present; with
     ``for_generation`` (as ``MusicGen.get_pretrained`` needs) it must be present. Any config the builders cannot
     use raises ``CheckpointError`` naming the file. ``on_state_loaded`` is called with the checkpoint's state dict
-    as soon as it is read, before the model is built (e.g. to start preparing its weights meanwhile).
+    as soon as it is read, before the model is built (e.g. to start preparing its weights meanwhile);
+    ``configure(cfg)`` may complete the config before the model is built (its errors name the file too).
     """
     from .builders import get_lm_model
     pkg, path = _load_package(file_or_url_or_id, LM_FILENAME, cache_dir)
@@ -252,6 +254,8 @@ def load_lm_model(file_or_url_or_id: tp.Union[Path, str], device: tp.Union[torch
     _delete_param(cfg, "conditioners.args.drop_desc_p")
     _check_segment_duration(cfg, path, required=for_generation)
     try:  # the LM body on the meta device: no random init, the checkpoint tensors are assigned
+        if configure is not None:
+            configure(cfg)
         model = get_lm_model(cfg, meta=True)
     except _CONFIG_ERRORS as err:
         raise CheckpointError(f"'{path}': cannot build the language model from 'xp.cfg': "
@@ -264,3 +268,34 @@ def load_lm_model(file_or_url_or_id: tp.Union[Path, str], device: tp.Union[torch
     model.eval()
     setattr(model, "cfg", cfg)
     return model
+
+
+def load_lm_model_magnet(file_or_url_or_id: tp.Union[Path, str], compression_model_frame_rate: int,
+                         device: tp.Union[torch.device, str] = "cpu", cache_dir: tp.Optional[str] = None, *,
+                         on_state_loaded: tp.Optional[tp.Callable[[tp.Mapping[str, tp.Any]], None]] = None
+                         ) -> nn.Module:
+    """The :class:`~audiocraft.models.lm_magnet.MagnetLMModel` of an exported MAGNeT checkpoint, as
+    :func:`load_lm_model` loads it, with Audiocraft's MAGNeT settings: ``transformer_lm.compression_model_framerate
+    = compression_model_frame_rate``, ``transformer_lm.segment_duration = dataset.segment_duration`` and
+    ``transformer_lm.span_len = masking.span_len``.
+
+    Raises ``CheckpointError`` (naming the file) when the checkpoint is not a MAGNeT one (``lm_model`` other than
+    ``transformer_lm_magnet``) or lacks ``masking.span_len``.
+    """
+    if isinstance(compression_model_frame_rate, bool) or not isinstance(compression_model_frame_rate, int) \
+            or compression_model_frame_rate < 1:
+        raise ValueError(f"compression_model_frame_rate must be a positive int, got {compression_model_frame_rate!r}.")
+
+    def configure(cfg: omegaconf.DictConfig) -> None:
+        if cfg.get("lm_model") != "transformer_lm_magnet":
+            raise ValueError(f"not a MAGNeT checkpoint: lm_model={cfg.get('lm_model')!r} (expected "
+                             "'transformer_lm_magnet'); load MusicGen / AudioGen checkpoints with their own class")
+        masking = cfg.get("masking")
+        if not isinstance(masking, omegaconf.DictConfig) or masking.get("span_len") is None:
+            raise ValueError("'xp.cfg' lacks masking.span_len (the length of MAGNeT's masked spans)")
+        cfg.transformer_lm.compression_model_framerate = compression_model_frame_rate
+        cfg.transformer_lm.segment_duration = cfg.dataset.segment_duration
+        cfg.transformer_lm.span_len = masking.span_len
+
+    return load_lm_model(file_or_url_or_id, device=device, cache_dir=cache_dir, for_generation=True,
+                         on_state_loaded=on_state_loaded, configure=configure)

@@ -1,9 +1,10 @@
 """Codebook interleaving patterns: how K parallel streams of codes become one sequence for the LM.
 
 A :class:`Pattern` is a layout: for each sequence step ``s``, the list of ``(t, q)`` coordinates (timestep,
-codebook) predicted at that step. The first step is always empty: it holds the special token the LM starts
-from. MusicGen's delay pattern (``DelayedPatternProvider``, delays ``[0, 1, 2, 3]``) for T = 4 timesteps,
-``S`` being the special token and ``a1`` the code of codebook a at time 1::
+codebook) predicted at that step. The first step is normally empty: it holds the special token the LM starts
+from (MAGNeT's parallel pattern, ``empty_initial=-1``, omits it: there step ``s`` holds timestep ``s`` and the
+model's output at ``s`` is the prediction of that same step). MusicGen's delay pattern (``DelayedPatternProvider``,
+delays ``[0, 1, 2, 3]``) for T = 4 timesteps, ``S`` being the special token and ``a1`` the code of codebook a at time 1::
 
     step s:     0   1   2   3   4   5   6   7
     codebook 0  S   a1  a2  a3  a4  -   -   -        (t = s - 1)
@@ -40,7 +41,8 @@ class Pattern:
     """An interleaving of ``n_q`` codebooks over ``timesteps`` steps; see the module docstring.
 
     Args:
-        layout: per sequence step, the coordinates it holds; ``layout[0]`` must be empty.
+        layout: per sequence step, the coordinates it holds; ``layout[0]`` is empty unless the pattern omits the
+            initial special step (``starts_with_special_token()`` is then False).
         timesteps: number of timesteps T of the original ``[B, K, T]`` codes.
         n_q: number of codebooks K.
     """
@@ -51,8 +53,8 @@ class Pattern:
         default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if len(self.layout) == 0 or list(self.layout[0]) != []:
-            raise ArgumentError("A pattern layout must start with an empty step (for the initial special token).")
+        if len(self.layout) == 0:
+            raise ArgumentError("A pattern layout needs at least one step.")
         last = [0] * self.n_q
         for s, coords in enumerate(self.layout):
             qs = [c.q for c in coords]
@@ -142,13 +144,14 @@ class Pattern:
                                                  ) -> tp.Tuple[torch.Tensor, torch.Tensor]:
         """indexes ``[K, T]`` into the flattened sequence ``[K * S (+1 special)]`` and mask ``[K, T]``.
 
-        With ``is_model_output``, sequence position ``s`` holds the prediction of layout step ``s + 1``."""
+        With ``is_model_output`` and an initial special step, sequence position ``s`` holds the prediction of
+        layout step ``s + 1`` (without one, of step ``s``)."""
         if n_q != self.n_q:
             raise ArgumentError(f"The sequence has {n_q} codebooks but the pattern has {self.n_q}.")
         layout = self.valid_layout if keep_only_valid_steps else self.layout
         if sequence_steps > len(layout):
             raise ArgumentError(f"The sequence ({sequence_steps} steps) is longer than the pattern ({len(layout)}).")
-        if is_model_output:
+        if is_model_output and self.starts_with_special_token():
             layout = layout[1:]
         T = self.timesteps
         entries = ((c.q, c.t, s + c.q * sequence_steps) for s, coords in enumerate(layout[:sequence_steps])
@@ -227,7 +230,8 @@ class DelayedPatternProvider(CodebooksPatternProvider):
         n_q: number of codebooks.
         delays: per-codebook delays (non-decreasing).
         flatten_first: the first N timesteps are fully flattened (one codebook per step).
-        empty_initial: N extra empty steps after the initial one.
+        empty_initial: N extra empty steps after the initial one; a negative value omits the initial special
+            step too (Audiocraft's ``empty_initial=-1``, MAGNeT).
     """
 
     def __init__(self, n_q: int, delays: tp.Optional[tp.List[int]] = None, flatten_first: int = 0,
@@ -239,7 +243,7 @@ class DelayedPatternProvider(CodebooksPatternProvider):
         self.empty_initial = empty_initial
 
     def get_pattern(self, timesteps: int) -> Pattern:
-        layout: PatternLayout = [[] for _ in range(1 + self.empty_initial)]
+        layout: PatternLayout = [[] for _ in range(max(0, 1 + self.empty_initial))]
         for t in range(min(timesteps, self.flatten_first)):
             layout.extend([LayoutCoord(t, q)] for q in range(self.n_q))
         for s in range(self.flatten_first, timesteps + max(self.delays)):
@@ -248,10 +252,11 @@ class DelayedPatternProvider(CodebooksPatternProvider):
 
 
 class ParallelPatternProvider(DelayedPatternProvider):
-    """All codebooks of a timestep in the same step (delays all 0)."""
+    """All codebooks of a timestep in the same step (delays all 0); ``empty_initial`` as for the delay pattern
+    (MAGNeT uses -1: no initial special step)."""
 
-    def __init__(self, n_q: int) -> None:
-        super().__init__(n_q, [0] * n_q)
+    def __init__(self, n_q: int, empty_initial: int = 0) -> None:
+        super().__init__(n_q, [0] * n_q, empty_initial=empty_initial)
 
 
 class UnrolledPatternProvider(CodebooksPatternProvider):

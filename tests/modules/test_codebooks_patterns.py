@@ -12,6 +12,7 @@ PROVIDERS = [
     lambda: DelayedPatternProvider(4, delays=[0, 2, 2, 5]),
     lambda: DelayedPatternProvider(3, flatten_first=2, empty_initial=1),
     lambda: ParallelPatternProvider(4),
+    lambda: ParallelPatternProvider(4, empty_initial=-1),
     lambda: UnrolledPatternProvider(4),
     lambda: UnrolledPatternProvider(4, flattening=[0, 1, 1, 2], delays=[0, 3, 3, 4]),
     lambda: CoarseFirstPattern(4, delays=[0, 1, 1]),
@@ -124,8 +125,8 @@ def test_musiclm_and_coarse_first_layouts():
 
 
 def test_errors():
-    with pytest.raises(ValueError, match="must start with an empty step"):
-        Pattern([[LayoutCoord(0, 0)]], timesteps=1, n_q=1)
+    with pytest.raises(ValueError, match="at least one step"):
+        Pattern([], timesteps=1, n_q=1)
     with pytest.raises(ValueError, match="several coordinates of the same codebook"):
         Pattern([[], [LayoutCoord(0, 0), LayoutCoord(1, 0)]], timesteps=2, n_q=1)
     with pytest.raises(ValueError, match="goes back in time for codebook 0"):
@@ -143,3 +144,16 @@ def test_errors():
         pattern.build_pattern_sequence(torch.zeros(1, 3, 3, dtype=torch.long), 0)
     with pytest.raises(ValueError, match="more than the pattern's 3"):
         pattern.build_pattern_sequence(torch.zeros(1, 2, 4, dtype=torch.long), 0)
+
+
+def test_parallel_without_special_step_aligns_outputs_with_inputs():
+    """MAGNeT's pattern (empty_initial=-1): step t holds timestep t, and the model output at t predicts t."""
+    pattern = ParallelPatternProvider(2, empty_initial=-1).get_pattern(3)
+    assert pattern.layout == [[LayoutCoord(t, 0), LayoutCoord(t, 1)] for t in range(3)]
+    assert not pattern.starts_with_special_token()
+    codes = torch.arange(6).view(1, 2, 3)
+    seq, _, mask = pattern.build_pattern_sequence(codes, S, keep_only_valid_steps=True)
+    assert torch.equal(seq, codes) and mask.all()
+    logits = torch.arange(6, dtype=torch.float).view(1, 1, 2, 3)  # [B, card, K, S]
+    out, _, out_mask = pattern.revert_pattern_logits(logits, float("nan"), keep_only_valid_steps=True)
+    assert torch.equal(out, logits) and out_mask.all()
