@@ -93,9 +93,9 @@ def _output_paths(out: Path, fmt: str, count: int) -> tp.List[Path]:
 
 
 def _load_model(args: argparse.Namespace) -> tp.Any:
-    from .models import MusicGen
+    from .models import get_pretrained  # MusicGen, or MAGNeT for a MAGNeT checkpoint
     try:
-        return MusicGen.get_pretrained(args.model, device=args.device)
+        return get_pretrained(args.model, device=args.device)
     except Exception as exc:  # noqa: BLE001 - turned into one line (or the demo fallback) below
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if args.demo and os.environ.get(_DEMO_ENV) != "1" and _DEMO_CACHE.is_dir():
@@ -126,9 +126,7 @@ def run(args: argparse.Namespace) -> tp.List[Path]:
     if stride is None:
         stride = 18.0 if model.max_duration > 18.0 else model.max_duration / 2
     try:
-        model.set_generation_params(use_sampling=not args.greedy, top_k=args.top_k, top_p=args.top_p,
-                                    temperature=args.temperature, duration=args.duration, cfg_coef=args.cfg,
-                                    extend_stride=stride)
+        _set_generation_params(model, args, stride)
     except (TypeError, ValueError) as exc:
         raise CLIError(_one_line(exc)) from exc
     descriptions: tp.List[tp.Optional[str]] = [p or None for p in prompts]
@@ -149,6 +147,8 @@ def run(args: argparse.Namespace) -> tp.List[Path]:
         raise CLIError(f"--seed must be in [0, 2**63), got {args.seed}")
     try:
         if args.melody is not None:
+            if not hasattr(model, "generate_with_chroma"):
+                raise CLIError(f"--melody needs a melody model; {args.model} ({type(model).__name__}) has none")
             melody, sr = audio_read(args.melody)
             wav = model.generate_with_chroma(descriptions, melody[None].expand(len(prompts), -1, -1), sr,
                                              seed=args.seed)
@@ -180,6 +180,27 @@ def run(args: argparse.Namespace) -> tp.List[Path]:
             raise CLIError(f"cannot write {path}: {_one_line(exc)}{done}") from exc
         written.append(target)
     return written
+
+
+def _set_generation_params(model: tp.Any, args: argparse.Namespace, stride: float) -> None:
+    """The command's sampling options, as the model takes them. MAGNeT generates its fixed segment (``--duration``
+    other than its length is an error) and keeps its own defaults for the options left at the command's
+    (MusicGen's) defaults; ``--cfg`` is its initial guidance (``max_cfg_coef``); ``--top-k`` alone turns top-p off."""
+    from .models import MAGNeT
+    if not isinstance(model, MAGNeT):
+        model.set_generation_params(use_sampling=not args.greedy, top_k=args.top_k, top_p=args.top_p,
+                                    temperature=args.temperature, duration=args.duration, cfg_coef=args.cfg,
+                                    extend_stride=stride)
+        return
+    parser = build_parser()
+    if args.duration != parser.get_default("duration") and args.duration != model.duration:
+        raise CLIError(f"--duration: {args.model} (MAGNeT) generates exactly {model.duration} s, got {args.duration}")
+    names = {"top_k": "top_k", "top_p": "top_p", "temperature": "temperature", "cfg": "max_cfg_coef"}
+    given = {name: getattr(args, dest) for dest, name in names.items()
+             if getattr(args, dest) != parser.get_default(dest)}
+    if "top_k" in given and "top_p" not in given:
+        given["top_p"] = 0.0  # top-k asked for: MAGNeT's default top-p would override it
+    model.set_generation_params(use_sampling=not args.greedy, **given)
 
 
 def _metadata(args: argparse.Namespace, model: tp.Any, prompt: str, seed: tp.Optional[int]) -> tp.Dict[str, tp.Any]:

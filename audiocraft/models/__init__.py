@@ -9,7 +9,7 @@ from .lm import LMModel  # noqa: F401
 from .lm_magnet import MagnetLMModel  # noqa: F401
 from .magnet import MAGNeT  # noqa: F401
 from .musicgen import MusicGen  # noqa: F401
-from .pretrained import get_pretrained_model  # noqa: F401
+from .pretrained import get_pretrained  # noqa: F401
 
 __all__ = ["builders", "loaders", "CompressionModel", "EncodecModel", "BaseGenModel", "LMModel", "MusicGen",
-           "MagnetLMModel", "MAGNeT", "get_pretrained_model"]
+           "MagnetLMModel", "MAGNeT", "get_pretrained"]

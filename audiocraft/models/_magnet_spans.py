@@ -13,12 +13,14 @@ Scores are "how unsure": ``1 - max prob`` of a chunk, or ``-log p`` of a token; 
 """
 from __future__ import annotations
 
+import typing as tp
+
 import torch
 
 DONT_REMASK_ME_SCORE = -1e4  # score of tokens that must stay fixed (already decoded, or the prompt)
 
 
-def chunk_mask(scores: torch.Tensor, num_masked: int, span_len: int) -> torch.Tensor:
+def chunk_mask(scores: torch.Tensor, num_masked: int, span_len: int) -> tp.Tuple[torch.Tensor, torch.Tensor]:
     """scores ``[B, 1, n_chunks]`` -> (chunks ``[B, 1, n_chunks]`` bool, tokens ``[B, 1, n_chunks * span_len]``
     bool): the ``num_masked`` chunks of highest score per item (ties as ``torch.topk`` breaks them)."""
     picked = scores.topk(num_masked, dim=-1).indices

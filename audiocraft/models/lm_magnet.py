@@ -28,6 +28,7 @@ import torch
 
 from ..modules.conditioners import ConditioningAttributes
 from ..utils.sampling import multinomial, sample_top_p
+from ..utils.validation import ArgumentError, ArgumentTypeError
 from ._generation import CheckedGenerators, ConditionPadding, Generators, check_generators
 from ._magnet_spans import DONT_REMASK_ME_SCORE, chunk_mask, least_probable_span_mask
 from .lm import CFGConditions, ConditionTensors, LMModel
@@ -41,14 +42,14 @@ _ALIGN = 8  # Audiocraft pads its stage masks to a multiple of 8 (xformers align
 def check_decoding_steps(decoding_steps: tp.Any, n_q: int) -> tp.List[int]:
     """``decoding_steps``: a list of ``n_q`` positive ints (one per codebook); returned as a list of int."""
     if isinstance(decoding_steps, (str, bytes)) or not isinstance(decoding_steps, (list, tuple)):
-        raise TypeError(f"decoding_steps must be a list of {n_q} positive ints (one per codebook), got "
-                        f"{decoding_steps!r} ({type(decoding_steps).__name__}).")
+        raise ArgumentTypeError(f"decoding_steps must be a list of {n_q} positive ints (one per codebook), got "
+                                f"{decoding_steps!r} ({type(decoding_steps).__name__}).")
     if len(decoding_steps) != n_q:
-        raise ValueError(f"decoding_steps must have one entry per codebook ({n_q}), got {len(decoding_steps)}: "
-                         f"{list(decoding_steps)}.")
+        raise ArgumentError(f"decoding_steps must have one entry per codebook ({n_q}), got {len(decoding_steps)}: "
+                            f"{list(decoding_steps)}.")
     for i, steps in enumerate(decoding_steps):
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"decoding_steps[{i}] must be a positive int, got {steps!r}.")
+            raise ArgumentError(f"decoding_steps[{i}] must be a positive int, got {steps!r}.")
     return [int(s) for s in decoding_steps]
 
 
@@ -68,10 +69,10 @@ class MagnetLMModel(LMModel):
         for name, value, minimum in (("subcodes_context", subcodes_context, -1), ("span_len", span_len, 1),
                                      ("compression_model_framerate", compression_model_framerate, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}.")
+                raise ArgumentError(f"{name} must be an int >= {minimum}, got {value!r}.")
         if isinstance(segment_duration, bool) or not isinstance(segment_duration, (int, float)) \
                 or not segment_duration > 0:
-            raise ValueError(f"segment_duration must be a number of seconds > 0, got {segment_duration!r}.")
+            raise ArgumentError(f"segment_duration must be a number of seconds > 0, got {segment_duration!r}.")
         super().__init__(**kwargs)
         self.causal = bool(kwargs.get("causal", False))
         self.subcodes_context = subcodes_context
@@ -115,7 +116,8 @@ class MagnetLMModel(LMModel):
         param = next(iter(self.parameters()))
         length = self.segment_length
         aligned = -(-length // _ALIGN) * _ALIGN
-        heads = self.transformer.layers[0].self_attn.num_heads if len(self.transformer.layers) else 1
+        layers: tp.Any = self.transformer.layers
+        heads = int(layers[0].self_attn.num_heads) if len(layers) else 1
         masks: tp.List[tp.Optional[torch.Tensor]] = []
         for stage in range(self.n_q):
             if self.stage_attention_mask(stage, length, param.device) is None:
@@ -156,7 +158,7 @@ class MagnetLMModel(LMModel):
     def _check_stage(self, stage: tp.Any, allow_none: bool = False) -> None:
         low = -1 if allow_none else 0
         if isinstance(stage, bool) or not isinstance(stage, int) or not low <= stage < self.n_q:
-            raise ValueError(f"stage must be an int in [{low}, {self.n_q}), got {stage!r}.")
+            raise ArgumentError(f"stage must be an int in [{low}, {self.n_q}), got {stage!r}.")
 
     # ---- generation ----------------------------------------------------------------------------------
     def generate(self, prompt: tp.Optional[torch.Tensor] = None,  # type: ignore[override]
@@ -202,16 +204,16 @@ class MagnetLMModel(LMModel):
                        "remove_prompts": (remove_prompts, False), "check": (check, False)}
         for name, (value, default) in unsupported.items():
             if value is not default and value != default:
-                raise ValueError(f"{name}={value!r} is not supported by MAGNeT (leave it at {default!r}); guidance "
-                                 "is set with max_cfg_coef / min_cfg_coef. Load MAGNeT checkpoints with "
-                                 "audiocraft.models.MAGNeT.get_pretrained.")
+                raise ArgumentError(f"{name}={value!r} is not supported by MAGNeT (leave it at {default!r}); guidance "
+                                    "is set with max_cfg_coef / min_cfg_coef. Load MAGNeT checkpoints with "
+                                    "audiocraft.models.MAGNeT.get_pretrained.")
         if self.training:
             raise RuntimeError("MagnetLMModel.generate needs eval mode; call lm.eval() first.")
         steps = check_decoding_steps(decoding_steps, self.n_q)
         if span_arrangement not in SPAN_ARRANGEMENTS:
-            raise ValueError(f"span_arrangement must be one of {SPAN_ARRANGEMENTS}, got {span_arrangement!r}.")
+            raise ArgumentError(f"span_arrangement must be one of {SPAN_ARRANGEMENTS}, got {span_arrangement!r}.")
         if span_scoring not in SPAN_SCORINGS:
-            raise ValueError(f"span_scoring must be one of {SPAN_SCORINGS}, got {span_scoring!r}.")
+            raise ArgumentError(f"span_scoring must be one of {SPAN_SCORINGS}, got {span_scoring!r}.")
         with torch.inference_mode():
             return _MagnetDecoding(self, prompt, conditions, num_samples, max_gen_len, steps, span_arrangement,
                                    span_scoring, generator, mask_condition_padding).run(
@@ -233,20 +235,20 @@ class _MagnetDecoding:
         K, L = lm.n_q, lm.span_len
         self.generators: CheckedGenerators = check_generators(generator, B)
         if isinstance(max_gen_len, bool) or not isinstance(max_gen_len, int) or max_gen_len < 1:
-            raise ValueError(f"max_gen_len must be a positive int, got {max_gen_len!r}.")
+            raise ArgumentError(f"max_gen_len must be a positive int, got {max_gen_len!r}.")
         if prompt is None:
             prompt = torch.zeros((B, K, 0), dtype=torch.long, device=device)
         if prompt.dim() != 3 or prompt.shape[1] != K:
-            raise ValueError(f"prompt must be [B, {K}, P] codes, got shape {list(prompt.shape)}.")
+            raise ArgumentError(f"prompt must be [B, {K}, P] codes, got shape {list(prompt.shape)}.")
         self.chunked = L > 1 and span_arrangement == "nonoverlap"
         self.lps = L > 1 and span_arrangement == "stride1"
         T = (max_gen_len // L) * L if self.chunked else max_gen_len
         if T < L:
-            raise ValueError(f"max_gen_len={max_gen_len} is shorter than one span ({L} frames).")
+            raise ArgumentError(f"max_gen_len={max_gen_len} is shorter than one span ({L} frames).")
         P = prompt.shape[-1]
         if not P < max_gen_len or P > T:
-            raise ValueError(f"The prompt ({P} frames) must be shorter than the generated sequence ({T} frames"
-                             f"{', cut to a multiple of the span length' if T != max_gen_len else ''}).")
+            raise ArgumentError(f"The prompt ({P} frames) must be shorter than the generated sequence ({T} frames"
+                                f"{', cut to a multiple of the span length' if T != max_gen_len else ''}).")
         self.B, self.T, self.P = B, T, P
         self.prompt = prompt.to(device)
         self.codes = torch.full((B, K, T), lm.special_token_id, dtype=torch.long, device=device)

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..utils.checkpoint_io import CheckpointError, load_state_dict_checked, safe_torch_load
+from ..utils.validation import ArgumentError
 from .encodec import CompressionModel
 
 COMPRESSION_FILENAME = "compression_state_dict.bin"
@@ -284,7 +285,8 @@ def load_lm_model_magnet(file_or_url_or_id: tp.Union[Path, str], compression_mod
     """
     if isinstance(compression_model_frame_rate, bool) or not isinstance(compression_model_frame_rate, int) \
             or compression_model_frame_rate < 1:
-        raise ValueError(f"compression_model_frame_rate must be a positive int, got {compression_model_frame_rate!r}.")
+        raise ArgumentError("compression_model_frame_rate must be a positive int, got "
+                            f"{compression_model_frame_rate!r}.")
 
     def configure(cfg: omegaconf.DictConfig) -> None:
         if cfg.get("lm_model") != "transformer_lm_magnet":

@@ -18,7 +18,7 @@ import torch
 
 from .. import backends
 from ..modules.conditioners import ConditioningAttributes
-from ..utils.validation import check_bool, check_number
+from ..utils.validation import ArgumentError, ArgumentTypeError, check_bool, check_number
 from .encodec import CompressionModel
 from .genmodel import BaseGenModel, GenerationOptions, WindowHook
 from .lm_magnet import SPAN_ARRANGEMENTS, MagnetLMModel, check_decoding_steps
@@ -52,8 +52,8 @@ class MAGNeT(BaseGenModel):
     def __init__(self, name: str, compression_model: CompressionModel, lm: MagnetLMModel,
                  max_duration: tp.Optional[float] = None) -> None:
         if not isinstance(lm, MagnetLMModel):
-            raise TypeError(f"lm must be a MagnetLMModel, got {type(lm).__name__}; MusicGen / AudioGen language "
-                            "models go with their own facade.")
+            raise ArgumentTypeError(f"lm must be a MagnetLMModel, got {type(lm).__name__}; MusicGen / AudioGen "
+                                    "language models go with their own facade.")
         super().__init__(name, compression_model, lm, max_duration)
         # MAGNeT operates over the fixed sequence length of its training segment.
         self.duration = self.max_duration if self.cfg is None else self.cfg.dataset.segment_duration
@@ -76,7 +76,7 @@ class MAGNeT(BaseGenModel):
         the packed matrix-vector kernels that speed up MusicGen's one-frame decoding steps.
         """
         if not isinstance(name, str) or not name:
-            raise TypeError(f"name must be a non-empty str (hub id or folder), got {name!r}.")
+            raise ArgumentTypeError(f"name must be a non-empty str (hub id or folder), got {name!r}.")
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         with backends.preparing(device, pack=False) as preparation:
@@ -117,7 +117,7 @@ class MAGNeT(BaseGenModel):
         check_number("min_cfg_coef", min_cfg_coef, minimum=-MAX_CFG_COEF, maximum=MAX_CFG_COEF)
         steps = check_decoding_steps(decoding_steps, self.lm.n_q)
         if span_arrangement not in SPAN_ARRANGEMENTS:
-            raise ValueError(f"span_arrangement must be one of {SPAN_ARRANGEMENTS}, got {span_arrangement!r}.")
+            raise ArgumentError(f"span_arrangement must be one of {SPAN_ARRANGEMENTS}, got {span_arrangement!r}.")
         self.generation_params = {
             "use_sampling": use_sampling,
             "temp": temperature,
@@ -149,13 +149,13 @@ class MAGNeT(BaseGenModel):
         if on_window is not None or options.on_frames is not None:
             raise NotImplementedError(_NOT_FOR_MAGNET.format(what="windowed or streaming generation"))
         if duration is not None and duration != self.duration:
-            raise ValueError(f"MAGNeT generates exactly its segment ({self.duration} s), got duration={duration}.")
+            raise ArgumentError(f"MAGNeT generates exactly its segment ({self.duration} s), got duration={duration}.")
         total_gen_len = int(self.duration * self.frame_rate)
         prompt_length = 0 if prompt_tokens is None else prompt_tokens.shape[-1]
         if prompt_length >= total_gen_len:
-            raise ValueError(f"The prompt ({prompt_length / self.frame_rate:.2f} s, {prompt_length} frames) must be "
-                             f"shorter than the segment MAGNeT generates ({self.duration} s, {total_gen_len} "
-                             "frames).")
+            raise ArgumentError(f"The prompt ({prompt_length / self.frame_rate:.2f} s, {prompt_length} frames) must be "
+                                f"shorter than the segment MAGNeT generates ({self.duration} s, {total_gen_len} "
+                                "frames).")
         steps = sum(self.generation_params["decoding_steps"])
         tracker = Progress(steps, self._progress_callback, progress, options.cancel)
         with self.autocast:

@@ -1,47 +1,48 @@
 """Load any pretrained generation model by name: the facade class is read from the checkpoint's config.
 
->>> from audiocraft.models.pretrained import get_pretrained_model
->>> model = get_pretrained_model('facebook/magnet-small-10secs')    # a MAGNeT
->>> model = get_pretrained_model('facebook/musicgen-small')         # a MusicGen
+>>> from audiocraft.models import get_pretrained
+>>> model = get_pretrained('facebook/magnet-small-10secs')    # a MAGNeT  # doctest: +SKIP
+>>> model = get_pretrained('facebook/musicgen-small')         # a MusicGen  # doctest: +SKIP
 
-The checkpoint's ``state_dict.bin`` is opened memory-mapped, only its ``xp.cfg`` is read: ``lm_model:
-transformer_lm_magnet`` is MAGNeT, anything else MusicGen. A family with its own facade adds a rule to
-:func:`facade_class`.
+Only the config (``xp.cfg``) of the checkpoint's ``state_dict.bin`` is read (the file is memory-mapped, its
+tensors are not loaded): ``lm_model: transformer_lm_magnet`` (solvers ``magnet`` and ``audio_magnet``) is MAGNeT,
+anything else MusicGen.
 """
 from __future__ import annotations
 
 import typing as tp
 
-from .genmodel import BaseGenModel
+from ..utils.validation import ArgumentTypeError
+from .loaders import LM_FILENAME, _checkpoint_cfg, _load_package
 
-__all__ = ["facade_class", "get_pretrained_model"]
+if tp.TYPE_CHECKING:  # pragma: no cover
+    from .genmodel import BaseGenModel
 
-# Names that are not checkpoints on disk or on the hub: MusicGen's debug model and its deprecated short names.
-_MUSICGEN_ALIASES = ("debug", "small", "medium", "large", "melody")
+__all__ = ["facade_for", "get_pretrained"]
 
 
-def facade_class(name: str) -> tp.Type[BaseGenModel]:
-    """The facade class (``MusicGen``, ``MAGNeT``) of the checkpoint ``name`` (hub id or folder).
-
-    A checkpoint that cannot be read is reported as ``MusicGen``, whose ``get_pretrained`` then raises the
-    loading error that names the file."""
-    from .magnet import MAGNeT
-    from .musicgen import MusicGen
+def check_name(name: tp.Any) -> str:
+    """A model name: a non-empty str (hub id, folder or ``'debug'``)."""
     if not isinstance(name, str) or not name:
-        raise TypeError(f"name must be a non-empty str (hub id or folder), got {name!r}.")
-    if name in _MUSICGEN_ALIASES:
+        raise ArgumentTypeError(f"name must be a non-empty str (hub id, folder or 'debug'), got {name!r}.")
+    return name
+
+
+def facade_for(name: str) -> tp.Type["BaseGenModel"]:
+    """The facade class generating with checkpoint ``name``: MAGNeT for a MAGNeT LM (``lm_model:
+    transformer_lm_magnet``), else MusicGen (``'debug'`` and the deprecated short names included). A checkpoint
+    that cannot be found or read raises the loader's error (``FileNotFoundError``, ``CheckpointError``)."""
+    from .magnet import MAGNeT
+    from .musicgen import _HF_MODEL_CHECKPOINTS_MAP, MusicGen
+    if check_name(name) == "debug" or name in _HF_MODEL_CHECKPOINTS_MAP:
         return MusicGen
-    from omegaconf import OmegaConf
-    from .loaders import load_lm_model_ckpt
-    try:
-        package = load_lm_model_ckpt(name)
-        lm_model = OmegaConf.create(package["xp.cfg"]).get("lm_model")
-    except Exception:  # noqa: BLE001 - any unreadable checkpoint: MusicGen's loader reports it precisely
-        return MusicGen
+    package, path = _load_package(name, LM_FILENAME, None)
+    lm_model = _checkpoint_cfg(package, path).get("lm_model")
     return MAGNeT if lm_model == "transformer_lm_magnet" else MusicGen
 
 
-def get_pretrained_model(name: str, device: tp.Optional[str] = None, **kwargs: tp.Any) -> BaseGenModel:
-    """``facade_class(name).get_pretrained(name, device, **kwargs)``: a MusicGen or a MAGNeT, whichever the
-    checkpoint holds. ``kwargs`` are the class's loading options (``dtype``, ``quantize``, ``pack``)."""
-    return facade_class(name).get_pretrained(name, device, **kwargs)
+def get_pretrained(name: str, device: tp.Optional[str] = None, **kwargs: tp.Any) -> "BaseGenModel":
+    """The pretrained model ``name`` with the facade its checkpoint was trained for: ``MAGNeT`` for
+    ``facebook/magnet-*`` and ``facebook/audio-magnet-*``, ``MusicGen`` otherwise. ``kwargs`` go to that facade's
+    ``get_pretrained`` (e.g. MusicGen's ``dtype``, ``quantize``)."""
+    return facade_for(name).get_pretrained(name, device=device, **kwargs)

@@ -4,7 +4,8 @@ A :class:`Pattern` is a layout: for each sequence step ``s``, the list of ``(t, 
 codebook) predicted at that step. The first step is normally empty: it holds the special token the LM starts
 from (MAGNeT's parallel pattern, ``empty_initial=-1``, omits it: there step ``s`` holds timestep ``s`` and the
 model's output at ``s`` is the prediction of that same step). MusicGen's delay pattern (``DelayedPatternProvider``,
-delays ``[0, 1, 2, 3]``) for T = 4 timesteps, ``S`` being the special token and ``a1`` the code of codebook a at time 1::
+delays ``[0, 1, 2, 3]``) for T = 4 timesteps, ``S`` being the special token and ``a1`` the code of codebook a at
+time 1::
 
     step s:     0   1   2   3   4   5   6   7
     codebook 0  S   a1  a2  a3  a4  -   -   -        (t = s - 1)

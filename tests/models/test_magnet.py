@@ -4,9 +4,9 @@ import torch
 
 from audiocraft import backends
 from audiocraft.backends.cpu import kernels as native_kernels
-from audiocraft.models import MAGNeT, CompressionModel, MusicGen, get_pretrained_model
+from audiocraft.models import MAGNeT, CompressionModel, MusicGen, get_pretrained
 from audiocraft.models.encodec import HFEncodecCompressionModel
-from audiocraft.models.pretrained import facade_class
+from audiocraft.models.pretrained import facade_for
 from audiocraft.utils.cancel import CancelToken
 from tests.conftest import load_golden
 
@@ -142,11 +142,12 @@ def test_set_generation_params_errors(magnet, kwargs, error, message):
 
 
 def test_facade_dispatch():
-    assert facade_class(MAGNET) is MAGNeT
-    assert facade_class("facebook/musicgen-small") is MusicGen
-    assert facade_class("debug") is MusicGen
-    assert facade_class("no/such-repo") is MusicGen  # MusicGen's loader then names what is missing
-    assert isinstance(get_pretrained_model(MAGNET, device="cpu"), MAGNeT)
+    assert facade_for(MAGNET) is MAGNeT
+    assert facade_for("facebook/musicgen-small") is MusicGen
+    assert facade_for("debug") is MusicGen
+    with pytest.raises(FileNotFoundError, match="no/such-repo"):
+        facade_for("no/such-repo")
+    assert isinstance(get_pretrained(MAGNET, device="cpu"), MAGNeT)
     with pytest.raises(TypeError, match="lm must be a MagnetLMModel"):
         MAGNeT("x", CompressionModel.get_pretrained("debug_compression_model"),
                MusicGen.get_pretrained("debug", device="cpu").lm, max_duration=1.0)
