@@ -31,7 +31,7 @@ from ..utils.sampling import multinomial, sample_top_p
 from ..utils.validation import ArgumentError, ArgumentTypeError
 from ._generation import CheckedGenerators, ConditionPadding, Generators, check_generators
 from ._magnet_spans import DONT_REMASK_ME_SCORE, chunk_mask, least_probable_span_mask
-from .lm import CFGConditions, ConditionTensors, LMModel
+from .lm import ConditionTensors, LMModel
 
 SPAN_ARRANGEMENTS = ("nonoverlap", "stride1")
 SPAN_SCORINGS = ("max", "prod")
@@ -255,10 +255,10 @@ class _MagnetDecoding:
         self.codes[..., :P] = self.prompt
         self.decoding_steps = decoding_steps
         self.span_scoring = span_scoring
-        self.cfg_conditions: CFGConditions = lm._cfg_conditions(conditions, two_step=False)
+        # one batch [cond..., null...] (never the two-step pair): a dict, empty without conditions
+        self.cfg_conditions = tp.cast(ConditionTensors, lm._cfg_conditions(conditions, two_step=False))
         self.padding: tp.Optional[ConditionPadding] = None
         if mask_condition_padding and self.cfg_conditions:
-            assert isinstance(self.cfg_conditions, dict)
             capacity = lm._prefix_length(self.cfg_conditions) + T
             self.padding = ConditionPadding.build(self.cfg_conditions, lm.fuser.fuse2cond, 2 * B, capacity, device)
 
@@ -267,7 +267,6 @@ class _MagnetDecoding:
         """Logits of codebook ``stage`` for every position, with guidance: ``[B, 1, T, card]``."""
         lm, codes = self.lm, self.codes
         if self.cfg_conditions:
-            assert isinstance(self.cfg_conditions, dict)
             out = lm._stage_hidden(torch.cat([codes, codes], dim=0), self.cfg_conditions, stage, self.padding)
             both = lm.linears[stage](out[:, -self.T:])[:, None]  # only the stage's head: [2B, 1, T, card]
             cond, uncond = both.split(self.B, dim=0)

@@ -318,8 +318,8 @@ def test_builder_errors_and_patterns():
     cfg = OmegaConf.create(_package("musicgen-small")["xp.cfg"])
     cfg.device = "cpu"
     bad = cfg.copy()
-    bad.lm_model = "transformer_lm_magnet"
-    with pytest.raises(ValueError, match="Unknown lm_model 'transformer_lm_magnet'"):
+    bad.lm_model = "transformer_lm_other"
+    with pytest.raises(ValueError, match="Unknown lm_model 'transformer_lm_other'"):
         get_lm_model(bad)
     bad = cfg.copy()
     bad.transformer_lm.flash = True
