@@ -60,7 +60,8 @@ class MAGNeT(BaseGenModel):
         self.set_generation_params()
 
     @staticmethod
-    def get_pretrained(name: str = "facebook/magnet-small-10secs", device: tp.Optional[str] = None) -> "MAGNeT":
+    def get_pretrained(name: str = "facebook/magnet-small-10secs", device: tp.Optional[str] = None, *,
+                       pack: bool = True) -> "MAGNeT":
         """Load a pretrained MAGNeT.
 
         Args:
@@ -71,15 +72,19 @@ class MAGNeT(BaseGenModel):
                 official ones point to the transformers EnCodec ``facebook/encodec_32khz``).
             device: ``'cuda'`` when available, else ``'cpu'``.
 
-        On CPU the LM keeps PyTorch's weight layout: every MAGNeT step is a forward pass over the whole sequence
-        (``2 * B * T`` rows, ~1000 for one 10 s item), where PyTorch's matrix-matrix kernels are ~4-5x faster than
-        the packed matrix-vector kernels that speed up MusicGen's one-frame decoding steps.
+            pack: on CPU, run the LM's linear maps on this package's packed kernels (the default: each output summed
+                in one fixed order, which reproduces every official golden here, including a continuation whose
+                sampling hinges on a ~1e-6 near-tie). ``False`` keeps PyTorch's layout and matrix-matrix kernels:
+                every MAGNeT step is a forward pass over the whole sequence (``2 * B * T`` rows, ~1000 for one 10 s
+                item), where they are ~4x faster than the packed kernels (written for MusicGen's one-frame steps);
+                tokens then follow MKL's round-off (the same math, a different order of the sums).
         """
         if not isinstance(name, str) or not name:
             raise ArgumentTypeError(f"name must be a non-empty str (hub id or folder), got {name!r}.")
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        with backends.preparing(device, pack=False) as preparation:
+        check_bool("pack", pack)
+        with backends.preparing(device, pack=pack) as preparation:
             compression_model = load_compression_model(name, device=device)
             lm = tp.cast(MagnetLMModel, load_lm_model_magnet(
                 name, compression_model_frame_rate=int(compression_model.frame_rate), device=device,
