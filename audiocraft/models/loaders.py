@@ -56,6 +56,47 @@ def _download_url(url: str, cache_dir: tp.Optional[str]) -> Path:
     return target
 
 
+# Whether the hub answered, per endpoint: asked once per process, so that a machine without network fails (or
+# falls back to the local cache) at once instead of spending ~20 s in huggingface_hub's retries at every file.
+_HUB_REACHABLE: tp.Dict[str, bool] = {}
+HUB_PROBE_TIMEOUT = 3.0  # seconds
+OFFLINE_HINT = ("To run offline, set HF_HUB_OFFLINE=1 and HF_HUB_CACHE to a hub cache that holds the model, or "
+                "pass a local folder holding state_dict.bin and compression_state_dict.bin.")
+
+
+def _probe(url: str, timeout: float) -> bool:
+    """False when ``url`` cannot be reached at all (no route, refused, name unknown, timeout); any answer, even
+    an HTTP error or a TLS problem, counts as reachable (huggingface_hub then reports what is wrong)."""
+    import ssl
+    import urllib.error
+    import urllib.request
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return True
+    except urllib.error.URLError as err:
+        return isinstance(err.reason, ssl.SSLError)
+    except ssl.SSLError:
+        return True
+    except OSError:  # a timeout or a reset outside urllib's wrapping
+        return False
+    except Exception:  # noqa: BLE001 - a malformed endpoint and the like: let huggingface_hub report it
+        return True
+    return True
+
+
+def hub_reachable(endpoint: tp.Optional[str] = None) -> bool:
+    """Whether the hub (``endpoint``, default ``$HF_ENDPOINT`` or huggingface.co) answers; False without asking
+    when ``HF_HUB_OFFLINE`` is set. The answer is remembered for the rest of the process."""
+    from huggingface_hub import constants
+    if constants.HF_HUB_OFFLINE:
+        return False
+    endpoint = endpoint or constants.ENDPOINT
+    if endpoint not in _HUB_REACHABLE:
+        _HUB_REACHABLE[endpoint] = _probe(endpoint, HUB_PROBE_TIMEOUT)
+    return _HUB_REACHABLE[endpoint]
+
+
 def _hub_download(repo_id: str, filename: str, cache_dir: tp.Optional[str]) -> Path:
     import huggingface_hub
     from huggingface_hub import constants, errors
@@ -64,6 +105,9 @@ def _hub_download(repo_id: str, filename: str, cache_dir: tp.Optional[str]) -> P
     if cache_dir is not None:
         kwargs["cache_dir"] = cache_dir  # else HF_HUB_CACHE applies
     where = cache_dir or constants.HF_HUB_CACHE
+    unreachable = not constants.HF_HUB_OFFLINE and not hub_reachable()
+    if unreachable:
+        kwargs["local_files_only"] = True  # the cached copy if there is one, without huggingface_hub's retries
     try:
         file = huggingface_hub.hf_hub_download(repo_id=repo_id, filename=filename, library_name="audiocraft",
                                                library_version=__version__, **kwargs)
@@ -71,14 +115,23 @@ def _hub_download(repo_id: str, filename: str, cache_dir: tp.Optional[str]) -> P
         raise FileNotFoundError(f"file_or_url_or_id={repo_id!r} is neither an existing file or folder, an "
                                 f"http(s) URL, nor a valid hub id ({err})") from err
     except errors.LocalEntryNotFoundError as err:
-        if constants.HF_HUB_OFFLINE:
-            raise FileNotFoundError(f"'{filename}' of {repo_id!r} could not be found in the local cache ('{where}') "
-                                    "and the hub is offline (HF_HUB_OFFLINE=1)") from err
-        raise FileNotFoundError(f"'{filename}' of {repo_id!r} could not be found in the local cache ('{where}') "
-                                f"and the hub could not be reached: {err}") from err
+        if unreachable:
+            why = f"the hub ({constants.ENDPOINT}) cannot be reached"
+        elif constants.HF_HUB_OFFLINE:
+            why = "the hub is offline (HF_HUB_OFFLINE=1)"
+        else:
+            why = f"the hub could not be reached ({_one_line(err)})"
+        raise FileNotFoundError(f"'{filename}' of {repo_id!r} is not in the local hub cache ('{where}') and {why}. "
+                                f"{OFFLINE_HINT}") from err
     except (errors.RepositoryNotFoundError, errors.RevisionNotFoundError, errors.EntryNotFoundError) as err:
-        raise FileNotFoundError(f"'{filename}' of {repo_id!r} could not be found on the hub: {err}") from err
+        raise FileNotFoundError(f"'{filename}' of {repo_id!r} could not be found on the hub: "
+                                f"{_one_line(err)}") from err
     return Path(file)
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    return text or type(err).__name__
 
 
 def _resolve_file(file_or_url_or_id: tp.Union[Path, str], filename: tp.Optional[str],

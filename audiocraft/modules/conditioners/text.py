@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 import typing as tp
 import warnings
@@ -123,8 +124,10 @@ class T5Conditioner(TextConditioner):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                self.t5_tokenizer = T5Tokenizer.from_pretrained(name)
-                t5 = T5EncoderModel.from_pretrained(name).train(mode=finetune)
+                from ...models.loaders import hub_reachable  # an unreachable hub: the cache, without retries
+                local = {} if os.path.isdir(name) or hub_reachable() else {"local_files_only": True}
+                self.t5_tokenizer = T5Tokenizer.from_pretrained(name, **local)
+                t5 = T5EncoderModel.from_pretrained(name, **local).train(mode=finetune)
         finally:
             logging.disable(previous)
         if finetune:
