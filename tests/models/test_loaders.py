@@ -315,3 +315,69 @@ def test_delete_param():
 def test_loaders_module_does_not_import_transformers():
     assert loaders.COMPRESSION_FILENAME == "compression_state_dict.bin"
     assert loaders.LM_FILENAME == "state_dict.bin"
+
+
+@pytest.fixture
+def unreachable_hub(monkeypatch):
+    """Offline mode off and the hub at a closed local port; counts the reachability probes."""
+    import socket
+
+    from huggingface_hub import constants
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(loaders, "_HUB_REACHABLE", {})
+    probes = []
+    real_probe = loaders._probe
+
+    def counting_probe(url, timeout):
+        probes.append(url)
+        return real_probe(url, timeout)
+    monkeypatch.setattr(loaders, "_probe", counting_probe)
+    return probes
+
+
+def test_unreachable_hub_is_asked_once_and_the_cache_still_serves(unreachable_hub, tmp_path):
+    """A closed port: no retries; cached files load, a missing one fails with what to do, the hub is probed once."""
+    assert isinstance(load_compression_model("facebook/musicgen-small"), EncodecModel)  # from the cache
+    assert "best_state" in load_lm_model_ckpt("facebook/musicgen-small")
+    with pytest.raises(FileNotFoundError) as info:
+        load_compression_model_ckpt("facebook/musicgen-small", cache_dir=str(tmp_path))
+    message = str(info.value)
+    assert "is not in the local hub cache" in message and "cannot be reached" in message
+    assert "HF_HUB_OFFLINE=1" in message and "local folder" in message and "\n" not in message
+    assert len(unreachable_hub) == 1
+
+
+def test_reachable_hub_probe_counts_any_answer(monkeypatch):
+    import http.server
+    import threading
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)  # answers 501 to HEAD
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert loaders._probe(f"http://127.0.0.1:{server.server_address[1]}", 3.0)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_unreachable_hub_t5_comes_from_the_cache(unreachable_hub, monkeypatch):
+    """T5 (loaded by transformers) is not asked of an unreachable hub either: no retries on cached files."""
+    import transformers
+
+    from audiocraft.models import MusicGen
+    seen = []
+    for cls in (transformers.T5Tokenizer, transformers.T5EncoderModel):
+        real = cls.from_pretrained.__func__
+
+        def spy(klass, name, *args, _real=real, **kwargs):
+            seen.append((klass.__name__, kwargs.get("local_files_only")))
+            return _real(klass, name, *args, **kwargs)
+        monkeypatch.setattr(cls, "from_pretrained", classmethod(spy))
+    model = MusicGen.get_pretrained("facebook/musicgen-small", device="cpu")
+    assert model.sample_rate == 32000
+    assert seen == [("T5Tokenizer", True), ("T5EncoderModel", True)] and len(unreachable_hub) == 1
