@@ -52,51 +52,7 @@ def stream_one(cache: ModelCache, request: GenerationRequest, *, chunk_seconds: 
     """
     if not chunk_seconds > 0:
         raise ValueError(f"chunk_seconds must be > 0, got {chunk_seconds}.")
-    closing = CancelToken()                    # the consumer went away
-    either = _AnyOf(cancel, closing)
-    items: "queue.Queue[tp.Tuple[str, tp.Any]]" = queue.Queue()
-    warnings: tp.List[str] = []
-    latest: tp.List[tp.Optional[tp.Tuple[int, int]]] = [None]
-
-    def on_step(done: int, total: int) -> None:
-        latest[0] = (done, total)
-
-    def work() -> None:
-        try:
-            with cache.use(request.model) as model:
-                if closing.cancelled:  # the page left while this request waited for the model
-                    return
-                melody = usable_melody(model, request, warnings)
-                set_params(model, request)
-                items.put(("format", (int(model.sample_rate), int(model.audio_channels))))
-                extra: tp.Dict[str, tp.Any] = {}
-                if melody is not None:
-                    extra = {"melody_wavs": [melody[0]], "melody_sample_rate": melody[1]}
-                model.set_custom_progress_callback(on_step)
-                try:
-                    chunks = model.generate_stream([request.text], chunk_seconds=chunk_seconds, cancel=either,
-                                                   **extra)
-                    try:
-                        for chunk in chunks:
-                            items.put(("chunk", chunk[0].detach().cpu()))
-                            if closing.cancelled:
-                                break
-                    finally:
-                        close = getattr(chunks, "close", None)
-                        if close is not None:
-                            close()  # stops the model's own decoding thread
-                except AppError:
-                    raise
-                except (TypeError, ValueError) as exc:
-                    raise AppError(f"Generation failed: {exc}") from exc
-                finally:
-                    model.set_custom_progress_callback(None)
-        except BaseException as exc:  # noqa: BLE001 - handed over to the consumer's thread
-            items.put(("error", exc))
-        finally:
-            items.put(("done", None))
-
-    worker = threading.Thread(target=work, name="musicgen-app-stream", daemon=True)
+    worker = _Worker(cache, request, chunk_seconds, cancel)
     worker.start()
     parts: tp.List[torch.Tensor] = []
     sample_rate, channels = 0, 1
@@ -104,11 +60,11 @@ def stream_one(cache: ModelCache, request: GenerationRequest, *, chunk_seconds: 
     try:
         while True:
             try:
-                kind, value = items.get(timeout=poll_seconds)
+                kind, value = worker.items.get(timeout=poll_seconds)
             except queue.Empty:
                 kind, value = "", None
-            if progress is not None and latest[0] is not None and latest[0] != reported:
-                reported = latest[0]
+            if progress is not None and worker.latest is not None and worker.latest != reported:
+                reported = worker.latest
                 progress(*reported)
             if kind == "format":
                 sample_rate, channels = value
@@ -120,7 +76,72 @@ def stream_one(cache: ModelCache, request: GenerationRequest, *, chunk_seconds: 
             elif kind == "done":
                 break
     finally:
-        closing.cancel()
-        worker.join()
+        worker.stop()
     wav = torch.cat(parts, dim=-1) if parts else torch.zeros(channels, 0)
-    yield GenerationResult(wav, sample_rate, warnings, stopped=cancel is not None and cancel.cancelled)
+    yield GenerationResult(wav, sample_rate, worker.warnings, stopped=cancel is not None and cancel.cancelled)
+
+
+class _Worker:
+    """The thread that holds the model and generates; it hands ``(kind, value)`` items to the consumer:
+    ``('format', (sample_rate, channels))``, ``('chunk', wav [C, n])``, ``('error', exception)``, then
+    ``('done', None)``. ``latest`` is the last ``(done_steps, total_steps)`` of the model."""
+
+    def __init__(self, cache: ModelCache, request: GenerationRequest, chunk_seconds: float,
+                 cancel: tp.Optional[CancelToken]) -> None:
+        self.cache, self.request, self.chunk_seconds = cache, request, chunk_seconds
+        self.closing = CancelToken()                    # the consumer went away
+        self.either = _AnyOf(cancel, self.closing)
+        self.items: "queue.Queue[tp.Tuple[str, tp.Any]]" = queue.Queue()
+        self.warnings: tp.List[str] = []
+        self.latest: tp.Optional[tp.Tuple[int, int]] = None
+        self._thread = threading.Thread(target=self._work, name="musicgen-app-stream", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop generating (at the next decoding step) and wait for the model to be released."""
+        self.closing.cancel()
+        self._thread.join()
+
+    def _on_step(self, done: int, total: int) -> None:
+        self.latest = (done, total)
+
+    def _work(self) -> None:
+        try:
+            with self.cache.use(self.request.model) as model:
+                if self.closing.cancelled:  # the page left while this request waited for the model
+                    return
+                melody = usable_melody(model, self.request, self.warnings)
+                set_params(model, self.request)
+                self.items.put(("format", (int(model.sample_rate), int(model.audio_channels))))
+                model.set_custom_progress_callback(self._on_step)
+                try:
+                    self._stream(model, melody)
+                finally:
+                    model.set_custom_progress_callback(None)
+        except BaseException as exc:  # noqa: BLE001 - handed over to the consumer's thread
+            self.items.put(("error", exc))
+        finally:
+            self.items.put(("done", None))
+
+    def _stream(self, model: tp.Any, melody: tp.Optional[tp.Tuple[torch.Tensor, int]]) -> None:
+        extra: tp.Dict[str, tp.Any] = {}
+        if melody is not None:
+            extra = {"melody_wavs": [melody[0]], "melody_sample_rate": melody[1]}
+        try:
+            chunks = model.generate_stream([self.request.text], chunk_seconds=self.chunk_seconds,
+                                           cancel=self.either, **extra)
+            try:
+                for chunk in chunks:
+                    self.items.put(("chunk", chunk[0].detach().cpu()))
+                    if self.closing.cancelled:
+                        break
+            finally:
+                close = getattr(chunks, "close", None)
+                if close is not None:
+                    close()  # stops the model's own decoding thread
+        except AppError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise AppError(f"Generation failed: {exc}") from exc

@@ -1,7 +1,6 @@
 """The interactive MusicGen app (``app.py``): gradio Blocks around ``handlers.generate_one``."""
 from __future__ import annotations
 
-import contextlib
 import logging
 from pathlib import Path
 import typing as tp
@@ -9,11 +8,12 @@ import typing as tp
 import gradio as gr
 
 from ..data.audio import audio_read
-from .errors import AppError
 from .aac import AdtsEncoder
+from .errors import AppError
 from .handlers import MAX_DURATION, MAX_TOP_K, MIN_DURATION, GenerationResult, generate_one, validate_request
 from .model_cache import ModelCache
 from .outputs import OutputFolder
+from .page import melody_input, page, page_errors, prompt_input, take_output
 from .player import StreamingAudio
 from .running import RunningRequests
 from .stream import stream_one
@@ -28,8 +28,6 @@ INTRO = """# MusicGen
 Text-to-music generation with [MusicGen](https://arxiv.org/abs/2306.05284) (Audiocraft-compatible).
 Describe the music; with a **melody** model you can also upload or record a melody for it to follow.
 Generations longer than 30 s are made in overlapping windows (slower)."""
-OFFLINE_NOTE = ("**Offline demo:** tiny random-weight test checkpoints are loaded; "
-                "the audio is noise, not music.")
 EXAMPLES = [
     ("An 80s driving pop song with heavy drums and synth pads in the background", "bach.mp3",
      "facebook/musicgen-melody"),
@@ -37,13 +35,6 @@ EXAMPLES = [
     ("90s rock song with electric guitar and heavy drums", None, "facebook/musicgen-small"),
     ("lofi slow bpm electro chill with organic samples", None, "facebook/musicgen-small"),
 ]
-
-
-def unexpected_error(exc: BaseException) -> gr.Error:
-    """A readable page message for a failure that is not the user's doing (the traceback goes to the log)."""
-    logger.exception("generation failed")
-    return gr.Error(f"Generation failed ({type(exc).__name__}: {exc}). The server is still running; "
-                    "try again or with other settings.")
 
 
 def _picture_of(path: Path) -> tp.Any:
@@ -67,20 +58,6 @@ def _finish(output: OutputFolder, result: GenerationResult) -> tp.Tuple[tp.Optio
     return str(path), _picture_of(path)
 
 
-@contextlib.contextmanager
-def _page_errors() -> tp.Iterator[None]:
-    """Turn what a request can raise into page messages: ``AppError`` as it is, anything else as an unexpected
-    error (the server keeps serving)."""
-    try:
-        yield
-    except AppError as exc:
-        raise gr.Error(str(exc)) from exc
-    except gr.Error:
-        raise
-    except Exception as exc:  # noqa: BLE001 - keep serving; show what happened
-        raise unexpected_error(exc) from exc
-
-
 def _progress_steps(cache: ModelCache, model: str, progress: gr.Progress) -> tp.Callable[[int, int], None]:
     """Show 'Loading' or 'Starting' now; returns the per-step callback that moves the page's progress bar."""
     progress(0.0, desc=f"Loading {model}" if cache.loaded_name != model else "Starting")
@@ -94,6 +71,18 @@ def _session(request: tp.Optional[gr.Request]) -> tp.Optional[str]:
     return None if request is None else getattr(request, "session_hash", None)
 
 
+def make_check(models: tp.Sequence[str]) -> tp.Callable[..., None]:
+    """The quick check a click runs before the generation event: a mistake shows its message and leaves the
+    previous take (player and picture) in place, as that event's outputs are untouched."""
+
+    def check(model: str, text: str, melody: tp.Optional[str], duration: float, top_k: float, top_p: float,
+              temperature: float, cfg_coef: float) -> None:
+        with page_errors():
+            validate_request(model, text, melody, duration, top_k, top_p, temperature, cfg_coef, models=models)
+
+    return check
+
+
 def make_predict(cache: ModelCache, output: OutputFolder, models: tp.Sequence[str],
                  running: tp.Optional[RunningRequests] = None) -> tp.Callable[..., tp.Any]:
     """The non-streaming click handler: form values -> (audio file path, waveform picture).
@@ -105,7 +94,7 @@ def make_predict(cache: ModelCache, output: OutputFolder, models: tp.Sequence[st
     def predict(model: str, text: str, melody: tp.Optional[str], duration: float, top_k: float, top_p: float,
                 temperature: float, cfg_coef: float, progress: gr.Progress = gr.Progress(),
                 request: tp.Optional[gr.Request] = None) -> tp.Tuple[tp.Optional[str], tp.Any]:
-        with _page_errors():
+        with page_errors():
             checked = validate_request(model, text, melody, duration, top_k, top_p, temperature, cfg_coef,
                                        models=models)
             on_step = _progress_steps(cache, checked.model, progress)
@@ -134,7 +123,7 @@ def make_generate(cache: ModelCache, output: OutputFolder, models: tp.Sequence[s
             # b"", not gr.skip(): gradio ends the live player's stream at the end of the event, so it must exist.
             yield b"", path, picture
             return
-        with _page_errors():
+        with page_errors():
             checked = validate_request(model, text, melody, duration, top_k, top_p, temperature, cfg_coef,
                                        models=models)
             on_step = _progress_steps(cache, checked.model, progress)
@@ -179,15 +168,12 @@ def build_app(cache: ModelCache, output: OutputFolder, *, models: tp.Sequence[st
         raise ValueError(f"default_model must be one of {list(models)}, got {default_model!r}.")
     running = RunningRequests()
     generate = make_generate(cache, output, models, running)
-    with gr.Blocks(title="MusicGen", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
-        gr.Markdown(INTRO + ("\n\n" + OFFLINE_NOTE if offline else ""))
+    with page("MusicGen", INTRO, offline) as demo:
         with gr.Row():
             with gr.Column():
                 with gr.Row():
-                    text = gr.Textbox(label="Describe your music", lines=3, elem_id="prompt",
-                                      placeholder="e.g. lofi slow bpm electro chill with organic samples")
-                    melody = gr.Audio(sources=["upload", "microphone"], type="filepath", elem_id="melody",
-                                      label="Melody to follow (optional, melody model only)")
+                    text = prompt_input(3, "e.g. lofi slow bpm electro chill with organic samples")
+                    melody = melody_input("Melody to follow (optional, melody model only)")
                 with gr.Row():
                     submit = gr.Button("Generate", variant="primary", elem_id="generate", scale=3)
                     stop = gr.Button("Stop", variant="stop", elem_id="stop", scale=1)
@@ -205,11 +191,11 @@ def build_app(cache: ModelCache, output: OutputFolder, *, models: tp.Sequence[st
             with gr.Column():
                 live = StreamingAudio(label="Live (while generating)", streaming=True, autoplay=True,
                                       interactive=False, elem_id="live_audio")
-                audio_out = gr.Audio(label="Generated music", type="filepath", interactive=False,
-                                     elem_id="output_audio")
+                audio_out = take_output()
                 picture = gr.Image(label="Waveform", type="pil", interactive=False, elem_id="waveform")
         inputs = [model, text, melody, duration, top_k, top_p, temperature, cfg_coef, stream]
-        submit.click(generate, inputs=inputs, outputs=[live, audio_out, picture], concurrency_limit=concurrency_limit,
+        submit.click(make_check(models), inputs=inputs[:-1], outputs=None, concurrency_limit=None, api_name="check") \
+            .success(generate, inputs=inputs, outputs=[live, audio_out, picture], concurrency_limit=concurrency_limit,
                      concurrency_id="generate", api_name="predict", show_progress_on=[audio_out, picture])
         # Not queued behind the generations: it only sets the cancel token of this session's request.
         stop.click(make_stop(running), inputs=None, outputs=None, api_name="stop", concurrency_limit=None,

@@ -15,25 +15,21 @@ from .errors import AppError
 from .handlers import generate_batch, validate_batch_item
 from .model_cache import ModelCache
 from .outputs import OutputFolder
-from .ui import unexpected_error
+from .page import melody_input, page, page_errors, prompt_input, take_output
 
 logger = logging.getLogger(__name__)
 
 INTRO = """# MusicGen (batched)
 Text-to-music with {model}: requests are queued and generated together in batches of up to {batch}.
 Describe the music and/or upload or record a melody to follow. Each clip is {duration:g} s long."""
-OFFLINE_NOTE = ("**Offline demo:** tiny random-weight test checkpoints are loaded; "
-                "the audio is noise, not music.")
 
 
 def make_check(duration: float) -> tp.Callable[[str, tp.Optional[str]], None]:
     """The per-user check run before a request joins the batch queue."""
 
     def check(text: str, melody: tp.Optional[str]) -> None:
-        try:
+        with page_errors():
             validate_batch_item(text, melody, duration)
-        except AppError as exc:
-            raise gr.Error(str(exc)) from exc
 
     return check
 
@@ -57,15 +53,11 @@ def make_predict_batched(cache: ModelCache, output: OutputFolder, model_name: st
         results: tp.List[tp.Optional[str]] = [None] * len(texts)
         if not accepted:
             return [results]
-        try:
+        with page_errors():
             wavs, sample_rate = generate_batch(cache, model_name, [text for _, text, _ in accepted],
                                                [melody for _, _, melody in accepted], duration)
             for (index, _, _), wav in zip(accepted, wavs):
                 results[index] = str(output.write_audio(wav, sample_rate))
-        except AppError as exc:
-            raise gr.Error(str(exc)) from exc
-        except Exception as exc:  # noqa: BLE001 - keep serving; show what happened
-            raise unexpected_error(exc) from exc
         return [results]
 
     return predict_batched
@@ -78,19 +70,15 @@ def build_batched_app(cache: ModelCache, output: OutputFolder, *, model_name: st
         raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}.")
     check = make_check(duration)
     predict = make_predict_batched(cache, output, model_name, duration)
-    with gr.Blocks(title="MusicGen (batched)", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
-        intro = INTRO.format(model=model_name, batch=max_batch_size, duration=duration)
-        gr.Markdown(intro + ("\n\n" + OFFLINE_NOTE if offline else ""))
+    intro = INTRO.format(model=model_name, batch=max_batch_size, duration=duration)
+    with page("MusicGen (batched)", intro, offline) as demo:
         with gr.Row():
             with gr.Column():
-                text = gr.Textbox(label="Describe your music", lines=2, elem_id="prompt",
-                                  placeholder="e.g. An 80s driving pop song with heavy drums")
-                melody = gr.Audio(sources=["upload", "microphone"], type="filepath", elem_id="melody",
-                                  label="Melody to follow (optional)")
+                text = prompt_input(2, "e.g. An 80s driving pop song with heavy drums")
+                melody = melody_input("Melody to follow (optional)")
                 submit = gr.Button("Generate", variant="primary", elem_id="generate")
             with gr.Column():
-                audio_out = gr.Audio(label="Generated music", type="filepath", interactive=False,
-                                     elem_id="output_audio")
+                audio_out = take_output()
         submit.click(check, inputs=[text, melody], outputs=None, concurrency_limit=None, api_name="check") \
             .success(predict, inputs=[text, melody], outputs=[audio_out], batch=True,
                      max_batch_size=max_batch_size, concurrency_limit=1, concurrency_id="generate",

@@ -183,6 +183,15 @@ def test_app(page, servers, tmp_path):
     _check_audio_file(page, audio["src"], tmp_path, 1.0)
     sync_api.expect(page.locator("#waveform img")).to_be_visible()
     page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
+    # A mistake after a good take: the message shows, the take (player and waveform) stays, the log gets one line.
+    _generate(page, "   ")
+    _expect_message(page, "Enter a description of the music to generate")
+    assert _wait_audio(page)["src"] == audio["src"]
+    sync_api.expect(page.locator("#waveform img")).to_be_visible()
+    assert page.locator("#output_audio").get_by_text("Error").count() == 0
+    assert page.locator("#waveform").get_by_text("Error").count() == 0
+    log = server.log.read_text(errors="replace")
+    assert "request refused: Enter a description" in log and "Traceback" not in log
     # An upload that is not audio, on the melody model with no description.
     bad = tmp_path / "not_audio.wav"
     bad.write_bytes(b"definitely not a wav file " * 40)

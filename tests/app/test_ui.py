@@ -13,8 +13,9 @@ from .fakes import fake_loader
 
 gr = pytest.importorskip("gradio", reason="gradio (the 'app' extra) is not installed")
 
-from audiocraft.app.ui import build_app, make_predict  # noqa: E402
-from audiocraft.app.ui_batched import build_batched_app, make_check, make_predict_batched  # noqa: E402
+from audiocraft.app.ui import build_app, make_check, make_predict  # noqa: E402
+from audiocraft.app.ui_batched import build_batched_app, make_predict_batched  # noqa: E402
+from audiocraft.app.ui_batched import make_check as make_batched_check  # noqa: E402
 
 MODELS = ("facebook/musicgen-melody", "facebook/musicgen-small")
 
@@ -58,7 +59,7 @@ def test_predict_unexpected_failure_is_readable(tmp_path):
 def test_batched_handlers(cache, tmp_path):
     t = torch.arange(8000) / 8000
     melody = str(audio_write(tmp_path / "m", 0.5 * torch.sin(2 * math.pi * 220 * t)[None], 8000))
-    check = make_check(1.0)
+    check = make_batched_check(1.0)
     check("a song", None)
     check("", melody)
     with pytest.raises(gr.Error, match="Enter a description of the music to generate, or upload a melody"):
@@ -155,3 +156,26 @@ def test_predict_reports_progress(cache, tmp_path):
     calls.clear()
     predict("facebook/musicgen-small", "lofi", None, 1, 250, 0.0, 1.0, 3.0, progress=Progress())
     assert calls[0] == (0.0, "Starting")  # the model is already loaded
+
+
+def test_a_mistake_leaves_the_previous_take_in_place(cache, tmp_path, caplog):
+    """The click first runs a check with no outputs; only if it passes does the generation (whose outputs are the
+    players and the picture) run. A mistake is logged in one line, without a traceback."""
+    demo = build_app(cache, OutputFolder(tmp_path), models=MODELS, default_model=MODELS[1])
+    fns = {fn.api_name: fn for fn in demo.fns.values()}
+    ids = {fn.api_name: key for key, fn in demo.fns.items()}
+    assert fns["check"].outputs == []
+    assert fns["predict"].trigger_after == ids["check"] and fns["predict"].trigger_only_on_success
+    assert [o.elem_id for o in fns["predict"].outputs] == ["live_audio", "output_audio", "waveform"]
+    check = make_check(MODELS)
+    check("facebook/musicgen-small", "lofi", None, 2, 250, 0.0, 1.0, 3.0)
+    with caplog.at_level("INFO", logger="audiocraft"):
+        with pytest.raises(gr.Error, match="Enter a description") as info:
+            check("facebook/musicgen-small", " ", None, 2, 250, 0.0, 1.0, 3.0)
+    assert info.value.print_exception is False
+    refused = [r for r in caplog.records if "request refused" in r.getMessage()]
+    assert len(refused) == 1 and refused[0].exc_info is None
+    batched = build_batched_app(cache, OutputFolder(tmp_path), model_name=MODELS[0], duration=1.0)
+    fns = {fn.api_name: fn for fn in batched.fns.values()}
+    ids = {fn.api_name: key for key, fn in batched.fns.items()}
+    assert fns["check"].outputs == [] and fns["predict"].trigger_after == ids["check"]

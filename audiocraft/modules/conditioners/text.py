@@ -125,9 +125,9 @@ class T5Conditioner(TextConditioner):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 from ...models.loaders import hub_reachable  # an unreachable hub: the cache, without retries
-                local = {} if os.path.isdir(name) or hub_reachable() else {"local_files_only": True}
-                self.t5_tokenizer = T5Tokenizer.from_pretrained(name, **local)
-                t5 = T5EncoderModel.from_pretrained(name, **local).train(mode=finetune)
+                local = not os.path.isdir(name) and not hub_reachable()
+                self.t5_tokenizer = T5Tokenizer.from_pretrained(name, local_files_only=local)
+                t5 = T5EncoderModel.from_pretrained(name, local_files_only=local).train(mode=finetune)
         finally:
             logging.disable(previous)
         if finetune:
