@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import typing as tp
+import warnings
 
 from .settings import MODELS, OFFLINE_MODELS, offline_demo_requested, offline_env, needs_reexec
 
@@ -93,6 +94,9 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None, batched: bool = False) -> i
     from .model_cache import ModelCache
     from .outputs import OutputFolder
 
+    # gradio 6 still names HTTP status 422 as older starlette did; recent starlette deprecates that name and warns
+    # at the first request. Nothing a user of the app can act on.
+    warnings.filterwarnings("ignore", message=r".*HTTP_422_UNPROCESSABLE_ENTITY")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     logging.getLogger("audiocraft").setLevel(logging.INFO)  # batch sizes, generation failures
 

@@ -192,6 +192,7 @@ def test_app(page, servers, tmp_path):
     assert page.locator("#waveform").get_by_text("Error").count() == 0
     log = server.log.read_text(errors="replace")
     assert "request refused: Enter a description" in log and "Traceback" not in log
+    assert "Warning" not in log, log  # no deprecation (or other) warning at start or on requests
     # An upload that is not audio, on the melody model with no description.
     bad = tmp_path / "not_audio.wav"
     bad.write_bytes(b"definitely not a wav file " * 40)
