@@ -105,11 +105,11 @@ def _device(args: argparse.Namespace, shard: Shard) -> str:
     return device
 
 
-def _load_model(args: argparse.Namespace, device: str) -> tp.Any:
+def _load_model(args: argparse.Namespace) -> tp.Any:
     from .models import get_pretrained  # MusicGen, or MAGNeT for a MAGNeT checkpoint
     name = _demo_checkpoint(args) if os.environ.get(_DEMO_ENV) == "1" else args.model
     try:
-        return get_pretrained(name, device=device)
+        return get_pretrained(name, device=_device(args, shard_from_env()))
     except Exception as exc:  # noqa: BLE001 - turned into one line (or the demo fallback) below
         message = one_line(exc)
         if args.demo and os.environ.get(_DEMO_ENV) != "1" and _DEMO_CACHE.is_dir():
@@ -171,7 +171,7 @@ def run(args: argparse.Namespace) -> tp.List[Path]:
     device = _device(args, shard)
     model = None
     if shard.takes(plan):
-        model = _load_model(args, device)
+        model = _load_model(args)
         _configure(model, args, plan)
     extra = None
     if os.environ.get(_DEMO_ENV) == "1":

@@ -76,12 +76,22 @@ def read_prompts(args: argparse.Namespace) -> tp.List[str]:
         prompts = [line.strip() for line in text.splitlines() if line.strip()]
         if not prompts:
             raise CLIError(f"--batch file {args.batch} has no prompts (one per line)")
+        for number, prompt in enumerate(prompts, 1):
+            _check_text(f"prompt {number} of --batch file {args.batch}", prompt)
         return prompts
     if args.prompt is None:
         if args.melody is None and args.continuation is None:
             raise CLIError("a PROMPT (or --batch FILE, --melody or --continue) is required")
         return [""]
-    return [args.prompt]
+    return [_check_text("PROMPT", args.prompt)]
+
+
+def _check_text(name: str, text: str) -> str:
+    from .utils.validation import check_text
+    try:
+        return check_text(name, text)
+    except ValueError as exc:
+        raise CLIError(one_line(exc)) from exc
 
 
 def _check(flag: str, value: tp.Any, **bounds: tp.Any) -> None:
