@@ -96,11 +96,13 @@ def test_cli_metadata_regenerates_a_take(tmp_path):
 @pytest.fixture
 def no_model_load(monkeypatch):
     """Loading a model fails the test: these mistakes must be caught before."""
+    import audiocraft.models
     from audiocraft.models import MusicGen
 
     def forbidden(*args, **kwargs):
         raise AssertionError("a model was loaded")
     monkeypatch.setattr(MusicGen, "get_pretrained", staticmethod(forbidden))
+    monkeypatch.setattr(audiocraft.models, "get_pretrained", forbidden)
 
 
 @pytest.mark.parametrize("args, message", [
