@@ -41,7 +41,7 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(exclude=("tests", "tests.*", "benchmarks", "scripts")),
     include_package_data=True,
-    package_data={"audiocraft": ["backends/cpu/csrc/*.cpp"]},  # native CPU kernels, compiled on first use
+    package_data={"audiocraft": ["backends/cpu/csrc/*.cpp", "backends/cpu/csrc/*.h"]},  # native CPU kernels, compiled on first use
     install_requires=_requirements(),
     extras_require=EXTRAS,
     entry_points={

@@ -6,6 +6,7 @@
   model's modules without changing their parameters or state-dict keys;
 - :mod:`.formats`: which format an LM gets for ``dtype`` / ``quantize``, and :func:`prepare` of a loaded LM;
 - :mod:`.attention`: the attention backend of a decoding step;
+- :mod:`.decoding`: a whole decoding step of a transformer layer in one native call;
 - :mod:`.threads`: releasing idle OpenMP pools around a generation.
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ from torch import nn
 from ..attention import AttentionBackend
 from . import kernels
 from .attention import NativeAttention
+from .decoding import fuse_decoding_layers, unfuse_decoding_layers
 from .formats import PACKED_SUBMODULES, prepare_lm_for_inference, weight_format
 from .threads import release_openmp_threads, released_threads
 
@@ -45,10 +47,22 @@ def use_native_attention(model: nn.Module) -> int:
 def prepare(lm: nn.Module, dtype: tp.Optional[torch.dtype] = None, quantize: tp.Optional[str] = None,
             pack: bool = True, release_sources: bool = False) -> nn.Module:
     """Make a CPU language model fast for inference, in place: pack its linear weights in the format of
-    ``dtype`` / ``quantize`` (see :mod:`.formats`) and run its decoding-step attention on the native kernel."""
+    ``dtype`` / ``quantize`` (see :mod:`.formats`), run its decoding-step attention on the native kernel and, with
+    packed weights, each layer's decoding step as one native call (:mod:`.decoding`)."""
     prepare_lm_for_inference(lm, dtype=dtype, quantize=quantize, pack=pack, release_sources=release_sources)
     use_native_attention(lm)
+    if _natively_packed(lm):
+        fuse_decoding_layers(lm)
+    else:
+        unfuse_decoding_layers(lm)
     return lm
+
+
+def _natively_packed(lm: nn.Module) -> bool:
+    """Whether some linear map of ``lm`` holds weights packed for the native kernels."""
+    from .packing import PackableWeights, _NativePacked
+    return any(isinstance(weight, _NativePacked) for module in lm.modules() if isinstance(module, PackableWeights)
+               for weight in (module.__dict__.get("_packed") or {}).values())
 
 
 def state_prepacking(state: tp.Mapping[str, tp.Any], release_sources: bool = False) -> Prepacking:

@@ -31,7 +31,9 @@ from ...utils.checkpoint_io import FilePages
 
 logger = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).resolve().parent / "csrc" / "linear_kernels.cpp"
+CSRC = Path(__file__).resolve().parent / "csrc"
+SOURCES = (CSRC / "linear_kernels.cpp", CSRC / "step_kernels.cpp")
+HEADERS = (CSRC / "simd.h", CSRC / "matvec.h", CSRC / "attention.h")
 KINDS = {torch.float32: 0, torch.bfloat16: 1, torch.int8: 2}
 _FLAGS = ["-O3", "-march=native", "-ffp-contract=fast", "-std=gnu++17", "-shared", "-fPIC"]
 _lock = threading.Lock()
@@ -68,10 +70,10 @@ def _cpu_signature() -> str:
 
 
 def _build(compiler: str, openmp: bool) -> Path:
-    source = SOURCE.read_bytes()
+    sources = [path.read_bytes() for path in SOURCES + HEADERS]
     flags = _FLAGS + (["-fopenmp"] if openmp else [])
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=60).stdout
-    key = hashlib.sha256(b"\0".join([source, version.encode(), " ".join(flags).encode(),
+    key = hashlib.sha256(b"\0".join([*sources, version.encode(), " ".join(flags).encode(),
                                      _cpu_signature().encode()])).hexdigest()[:16]
     folder = _cache_dir()
     target = folder / f"linear_kernels-{key}.so"
@@ -81,8 +83,8 @@ def _build(compiler: str, openmp: bool) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=".linear_kernels-", suffix=".so", dir=folder)
     os.close(fd)
     try:
-        result = subprocess.run([compiler, *flags, str(SOURCE), "-o", tmp], capture_output=True, text=True,
-                                timeout=300)
+        result = subprocess.run([compiler, *flags, *map(str, SOURCES), "-o", tmp], capture_output=True,
+                                text=True, timeout=300)
         if result.returncode != 0:
             raise RuntimeError(f"{compiler} failed: {result.stderr.strip()[-2000:]}")
         os.replace(tmp, target)  # atomic: concurrent builders each write their own file, the last one wins
@@ -123,6 +125,14 @@ def _load() -> tp.Optional[ctypes.CDLL]:
         lib.audiocraft_block_rows.argtypes = [ctypes.c_int]
         lib.audiocraft_chunk.restype = ctypes.c_int
         lib.audiocraft_chunk.argtypes = [ctypes.c_int]
+        lib.audiocraft_decoder_layer.restype = ctypes.c_int
+        lib.audiocraft_decoder_layer.argtypes = [ptr, ptr, ptr, i64, ptr, i64, i64, i64, ptr, i64, i64, i64, i64, i64,
+                                                 ptr, i64, i64, i64, ptr, i64, i64, i64, i64, ctypes.c_int]
+        lib.audiocraft_normalize.restype = ctypes.c_int
+        lib.audiocraft_normalize.argtypes = [ptr, i64, i64, i64, ptr, ptr, ctypes.c_float, ctypes.c_int, ptr, i64,
+                                             ctypes.c_int]
+        lib.audiocraft_activate.restype = ctypes.c_int
+        lib.audiocraft_activate.argtypes = [ptr, i64, ctypes.c_int]
         lib.audiocraft_linear.restype = ctypes.c_int
         lib.audiocraft_linear.argtypes = [
             ctypes.c_int, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
@@ -387,3 +397,35 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
                                  out.data_ptr(), out.stride(0), out.stride(1), B, H, S, D, D ** -0.5,
                                  torch.get_num_threads()))
     return out
+
+
+def normalize(x: torch.Tensor, weight: tp.Optional[torch.Tensor] = None, bias: tp.Optional[torch.Tensor] = None,
+              eps: float = 1e-5, rms: bool = False) -> torch.Tensor:
+    """LayerNorm (``rms=False``: ``(x - mean) / sqrt(var + eps) * weight + bias``) or RMSNorm (``rms=True``:
+    ``x / sqrt(mean(x^2) + eps) * weight``) over the last dimension of a float32 CPU ``x [..., n]``, on the native
+    kernel of the fused decoding step. ``weight`` / ``bias``: None or contiguous float32 ``[n]``."""
+    lib = _require()
+    n = x.shape[-1]
+    x2 = _rows(x, n)
+    for name, vec in (("weight", weight), ("bias", bias)):
+        if vec is not None and (vec.shape != (n,) or vec.dtype != torch.float32 or not vec.is_contiguous()):
+            raise ValueError(f"{name} must be None or a contiguous float32 tensor [{n}], got {tuple(vec.shape)}.")
+    y = torch.empty(x.shape, dtype=torch.float32)
+    _check(lib.audiocraft_normalize(x2.data_ptr(), x2.stride(0), x2.shape[0], n, _ptr(weight), _ptr(bias), eps,
+                                    int(rms), y.data_ptr(), n, torch.get_num_threads()))
+    return y
+
+
+ACTIVATIONS = {"relu": 0, "gelu": 1}
+
+
+def activate(x: torch.Tensor, activation: str) -> torch.Tensor:
+    """``activation`` (``'gelu'``: the exact erf form, within ~3e-7 relative of it; ``'relu'``) of a float32 CPU
+    tensor, as the fused decoding step computes it (a new tensor)."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {tuple(ACTIVATIONS)}, got {activation!r}.")
+    if x.dtype != torch.float32 or x.device.type != "cpu":
+        raise ValueError(f"x must be a float32 CPU tensor, got {x.dtype} on {x.device}.")
+    y = x.contiguous().clone()
+    _check(_require().audiocraft_activate(y.data_ptr(), y.numel(), ACTIVATIONS[activation]))
+    return y

@@ -1,0 +1,181 @@
+// The decoding step of a pre-norm transformer layer in one call, and its elementwise pieces.
+//
+// audiocraft_decoder_layer runs, for the `rows` rows of one time step (batch items, both halves of classifier-free
+// guidance), in one OpenMP parallel region:
+//
+//     h = norm1(x);  q, k, v = in_proj(h);  cache[pos] = k, v;  a = attention(q, cache[start..pos])
+//     y = x + scale1 * out_proj(a)
+//     h = norm_cross(y);  a = attention(cross_q(h), cross keys / values)             (with cross-attention)
+//     y = y + scale_cross * cross_out(a)
+//     h = norm2(y);  y = y + scale2 * linear2(activation(linear1(h)))
+//
+// the same math as StreamingTransformerLayer with norm_first=True (what the plain PyTorch modules compute, each
+// output of a linear map summed in the fixed order of matvec.h). Threads split the blocks of each linear map, the
+// rows of each normalisation and the (row, head) pairs of each attention; every value is computed by one thread in
+// a fixed order, so results do not depend on the number of threads or rows.
+#include <vector>
+
+#include "attention.h"
+#include "matvec.h"
+
+using namespace ackernels;
+
+namespace {
+
+struct LayerSpec {
+    int64_t dim, heads, head_dim, hidden;
+    int64_t norm_kind;   // 0 LayerNorm, 1 RMSNorm
+    int64_t activation;  // 0 ReLU, 1 GELU (erf)
+    int64_t has_cross;
+    float eps;
+    float attention_scale;  // 1 / sqrt(head_dim)
+    const float *norm1_w, *norm1_b, *norm_cross_w, *norm_cross_b, *norm2_w, *norm2_b;
+    const float *scale1, *scale_cross, *scale2;  // LayerScale gains, or NULL
+    Linear in_proj, out_proj, cross_q, cross_out, linear1, linear2;
+};
+
+// Normalises rows of x into h (each row by one thread) and, for an int8 linear map next, quantizes them.
+inline void normalize_rows(const LayerSpec &L, const float *x, int64_t rows, const float *w, const float *b,
+                           float *h, const Linear &next, int16_t *xq, float *xs) {
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+        normalize_row(x + r * L.dim, L.dim, w, b, L.eps, L.norm_kind == 1, h + r * L.dim);
+        if (next.kind == 2) quantize_row(h + r * L.dim, L.dim, xq + r * L.dim, xs + r);
+    }
+}
+
+inline void quantize_rows(const float *x, int64_t rows, int64_t n, const Linear &next, int16_t *xq, float *xs) {
+    if (next.kind != 2) return;
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) quantize_row(x + r * n, n, xq + r * n, xs + r);
+}
+
+template <class Epi>
+inline void linear_band(const Linear &L, const float *x, int64_t ldx, const int16_t *xq, const float *xs,
+                        int64_t rows, const Epi &epi, int64_t *c0 = nullptr, int64_t *c1 = nullptr) {
+    int64_t b0, b1;
+    band(block_count(L), thread_id(), thread_count(), b0, b1);
+    linear_blocks(L, x, ldx, xq, xs, rows, b0, b1, epi);
+    if (c0) {  // the columns this thread computed
+        const int64_t ob = L.block > 0 ? L.block : PLAIN_OB;
+        *c0 = b0 * ob < L.out ? b0 * ob : L.out;
+        *c1 = b1 * ob < L.out ? b1 * ob : L.out;
+    }
+}
+
+inline void activate(float *y, int64_t n, int64_t kind) {
+    int64_t i = 0;
+    if (kind == 1) {
+        for (; i + VW <= n; i += VW) store(y + i, vgelu(load(y + i)));
+        for (; i < n; ++i) y[i] = gelu(y[i]);
+    } else {
+        for (; i + VW <= n; i += VW) store(y + i, vrelu(load(y + i)));
+        for (; i < n; ++i) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+    }
+}
+
+bool valid_spec(const LayerSpec &L) {
+    const int64_t E = L.dim;
+    if (E < 1 || L.heads < 1 || L.head_dim * L.heads != E || L.hidden < 1) return false;
+    if (!valid(L.in_proj) || L.in_proj.in != E || L.in_proj.out != 3 * E) return false;
+    if (!valid(L.out_proj) || L.out_proj.in != E || L.out_proj.out != E) return false;
+    if (!valid(L.linear1) || L.linear1.in != E || L.linear1.out != L.hidden) return false;
+    if (!valid(L.linear2) || L.linear2.in != L.hidden || L.linear2.out != E) return false;
+    if (L.has_cross) {
+        if (!valid(L.cross_q) || L.cross_q.in != E || L.cross_q.out != E) return false;
+        if (!valid(L.cross_out) || L.cross_out.in != E || L.cross_out.out != E) return false;
+    }
+    return L.norm_kind == 0 || L.norm_kind == 1;
+}
+
+}  // namespace
+
+extern "C" {
+
+// One decoding step of a layer (see the top of this file) for x [rows, dim] -> y [rows, dim] (y may be x).
+// Self-attention cache: keys kc / values vc with strides (elements) kcb, kch, kcs / vcb, vch, vcs for row, head
+// and time; the step's key and value are written at time `pos`, then attended over [start, pos].
+// Cross-attention (when spec->has_cross): keys ck / values cv of S source steps, with their strides.
+// Returns 0, or 1 for invalid arguments.
+int audiocraft_decoder_layer(const LayerSpec *spec, const float *x, float *y, int64_t rows, float *kc, int64_t kcb,
+                             int64_t kch, int64_t kcs, float *vc, int64_t vcb, int64_t vch, int64_t vcs,
+                             int64_t pos, int64_t start, const float *ck, int64_t ckb, int64_t ckh, int64_t cks,
+                             const float *cv, int64_t cvb, int64_t cvh, int64_t cvs, int64_t S, int threads) {
+    if (!spec || rows < 1 || threads < 1 || pos < 0 || start < 0 || start > pos || !valid_spec(*spec)) return 1;
+    const LayerSpec &L = *spec;
+    if (L.has_cross && (S < 1 || !ck || !cv)) return 1;
+    const int64_t E = L.dim, H = L.heads, D = L.head_dim, F = L.hidden;
+    const int64_t keys = pos + 1 - start;
+    const int64_t widest = F > 3 * E ? F : 3 * E;
+    const int64_t longest = keys > S ? keys : S;
+    // scratch: normalised rows, projections (q k v / cross q), attention output, hidden units, per-thread scores
+    std::vector<float> work(size_t(rows * (E + 3 * E + E + F) + threads * longest + rows));
+    float *h = work.data(), *qkv = h + rows * E, *att = qkv + rows * 3 * E, *hid = att + rows * E;
+    float *scores = hid + rows * F, *xs = scores + threads * longest;
+    std::vector<int16_t> xq(size_t(rows * widest));
+    int16_t *q16 = xq.data();
+
+#pragma omp parallel num_threads(threads)
+    {
+        float *my_scores = scores + thread_id() * longest;
+        // ---- self-attention
+        normalize_rows(L, x, rows, L.norm1_w, L.norm1_b, h, L.in_proj, q16, xs);
+        linear_band(L.in_proj, h, E, q16, xs, rows, Store{qkv, 3 * E});
+#pragma omp barrier
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < rows * H; ++i) {
+            const int64_t r = i / H, hd = i % H;
+            const float *row = qkv + r * 3 * E;
+            float *kr = kc + r * kcb + hd * kch, *vr = vc + r * vcb + hd * vch;
+            std::memcpy(kr + pos * kcs, row + E + hd * D, sizeof(float) * size_t(D));
+            std::memcpy(vr + pos * vcs, row + 2 * E + hd * D, sizeof(float) * size_t(D));
+            attend_one(row + hd * D, kr + start * kcs, kcs, vr + start * vcs, vcs, keys, D, L.attention_scale,
+                       att + r * E + hd * D, my_scores);
+        }
+        quantize_rows(att, rows, E, L.out_proj, q16, xs);
+        linear_band(L.out_proj, att, E, q16, xs, rows, Residual{x, E, y, E, L.scale1});
+#pragma omp barrier
+        // ---- cross-attention
+        if (L.has_cross) {
+            normalize_rows(L, y, rows, L.norm_cross_w, L.norm_cross_b, h, L.cross_q, q16, xs);
+            linear_band(L.cross_q, h, E, q16, xs, rows, Store{qkv, E});
+#pragma omp barrier
+#pragma omp for schedule(static)
+            for (int64_t i = 0; i < rows * H; ++i) {
+                const int64_t r = i / H, hd = i % H;
+                attend_one(qkv + r * E + hd * D, ck + r * ckb + hd * ckh, cks, cv + r * cvb + hd * cvh, cvs, S, D,
+                           L.attention_scale, att + r * E + hd * D, my_scores);
+            }
+            quantize_rows(att, rows, E, L.cross_out, q16, xs);
+            linear_band(L.cross_out, att, E, q16, xs, rows, Residual{y, E, y, E, L.scale_cross});
+#pragma omp barrier
+        }
+        // ---- feed-forward
+        normalize_rows(L, y, rows, L.norm2_w, L.norm2_b, h, L.linear1, q16, xs);
+        int64_t c0 = 0, c1 = 0;
+        linear_band(L.linear1, h, E, q16, xs, rows, Store{hid, F}, &c0, &c1);
+        for (int64_t r = 0; r < rows; ++r) activate(hid + r * F + c0, c1 - c0, L.activation);
+#pragma omp barrier
+        quantize_rows(hid, rows, F, L.linear2, q16, xs);
+        linear_band(L.linear2, hid, F, q16, xs, rows, Residual{y, E, y, E, L.scale2});
+    }
+    return 0;
+}
+
+// LayerNorm (rms = 0) or RMSNorm (rms = 1) of each row: x [rows, n] (row stride ldx) -> y [rows, n] (ldy).
+int audiocraft_normalize(const float *x, int64_t ldx, int64_t rows, int64_t n, const float *w, const float *b,
+                         float eps, int rms, float *y, int64_t ldy, int threads) {
+    if (rows < 0 || n < 1 || threads < 1) return 1;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t r = 0; r < rows; ++r) normalize_row(x + r * ldx, n, w, b, eps, rms != 0, y + r * ldy);
+    return 0;
+}
+
+// GELU (kind 1, exact erf form) or ReLU (kind 0) of n contiguous floats, in place.
+int audiocraft_activate(float *y, int64_t n, int kind) {
+    if (n < 0 || (kind != 0 && kind != 1)) return 1;
+    activate(y, n, kind);
+    return 0;
+}
+
+}  // extern "C"

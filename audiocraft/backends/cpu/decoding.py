@@ -1,0 +1,308 @@
+"""The decoding step of a transformer layer in one native call (CPU, packed weights).
+
+A decoding step of MusicGen's language model feeds one time step (2-16 rows) through every layer. Run module by
+module, each layer makes ~40 PyTorch calls around its six matrix-vector kernels (norms, views, cache writes,
+attention, GELU, residual sums), which cost as much as streaming int8 weights. :func:`fuse_decoding_layers` gives
+each :class:`~audiocraft.modules.transformer.StreamingTransformerLayer` whose linear maps are all packed for the
+native kernels (:mod:`.packing`) a class whose ``forward`` runs such a step as one call of
+``audiocraft_decoder_layer`` (``csrc/step_kernels.cpp``): the same math (pre-norm LayerNorm / RMSNorm,
+self-attention over the key/value cache, cross-attention over the cached source keys and values, feed-forward
+with GELU or ReLU, LayerScale), the same weights, each linear output summed in the kernels' fixed order; the
+norms and GELU are the kernel's own (within ~3e-7 relative of PyTorch's).
+
+Every other call (training, gradients, masks, several time steps, the first step of a stream, a layer it does
+not cover: post-norm, rotary embeddings, grouped keys/values, qk norms, another activation) goes to the plain
+``forward``. The class keeps the module's parameters and state-dict keys; :func:`unfuse_decoding_layers` gives
+the plain class back.
+"""
+from __future__ import annotations
+
+import ctypes
+import typing as tp
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ...modules.transformer import (CrossAttentionState, KVCacheState, LayerScale, StreamingMultiheadAttention,
+                                    StreamingTransformerLayer)
+from . import kernels
+from .packing import PackableWeights, _NativePacked
+
+__all__ = ["fuse_decoding_layers", "unfuse_decoding_layers", "FusedDecodingLayer"]
+
+_c_ptr, _c_i64 = ctypes.c_void_p, ctypes.c_int64
+
+
+class _LinearSpec(ctypes.Structure):
+    """``Linear`` of ``csrc/matvec.h``: one packed weight."""
+    _fields_ = [("kind", ctypes.c_int), ("block", ctypes.c_int), ("w", _c_ptr), ("scale", _c_ptr), ("bias", _c_ptr),
+                ("out", _c_i64), ("in_", _c_i64)]
+
+
+class _LayerSpec(ctypes.Structure):
+    """``LayerSpec`` of ``csrc/step_kernels.cpp``."""
+    _fields_ = [("dim", _c_i64), ("heads", _c_i64), ("head_dim", _c_i64), ("hidden", _c_i64),
+                ("norm_kind", _c_i64), ("activation", _c_i64), ("has_cross", _c_i64),
+                ("eps", ctypes.c_float), ("attention_scale", ctypes.c_float),
+                ("norm1_w", _c_ptr), ("norm1_b", _c_ptr), ("norm_cross_w", _c_ptr), ("norm_cross_b", _c_ptr),
+                ("norm2_w", _c_ptr), ("norm2_b", _c_ptr),
+                ("scale1", _c_ptr), ("scale_cross", _c_ptr), ("scale2", _c_ptr),
+                ("in_proj", _LinearSpec), ("out_proj", _LinearSpec), ("cross_q", _LinearSpec),
+                ("cross_out", _LinearSpec), ("linear1", _LinearSpec), ("linear2", _LinearSpec)]
+
+
+class _Unsupported(Exception):
+    """The layer (or its current packing) is not one the fused step covers."""
+
+
+def _vector(t: tp.Optional[torch.Tensor], n: int, keep: tp.List[torch.Tensor]) -> tp.Optional[int]:
+    """Address of a float32 vector [n] (a contiguous copy kept alive in ``keep`` when needed), None for None."""
+    if t is None:
+        return None
+    if t.shape != (n,) or t.device.type != "cpu" or not t.is_floating_point():
+        raise _Unsupported(f"vector of shape {tuple(t.shape)}")
+    if t.dtype != torch.float32 or not t.is_contiguous():
+        t = t.detach().float().contiguous()
+    keep.append(t)
+    return t.data_ptr()
+
+
+def _norm(module: nn.Module, dim: int, keep: tp.List[torch.Tensor]) -> tp.Tuple[int, float, tp.Any, tp.Any]:
+    """(kind, eps, weight address, bias address) of a LayerNorm / RMSNorm over ``dim`` features."""
+    if type(module) is nn.LayerNorm and tuple(module.normalized_shape) == (dim,):
+        return 0, float(module.eps), _vector(module.weight, dim, keep), _vector(module.bias, dim, keep)
+    rms = getattr(nn, "RMSNorm", None)
+    if rms is not None and type(module) is rms and tuple(module.normalized_shape) == (dim,) and \
+            module.eps is not None:
+        return 1, float(module.eps), _vector(module.weight, dim, keep), None
+    raise _Unsupported(f"norm {type(module).__name__}")
+
+
+def _gain(module: nn.Module, dim: int, keep: tp.List[torch.Tensor]) -> tp.Optional[int]:
+    if type(module) is nn.Identity:
+        return None
+    if type(module) is LayerScale and module.channel_last:
+        return _vector(module.scale, dim, keep)
+    raise _Unsupported(f"layer scale {type(module).__name__}")
+
+
+def _linear(module: nn.Module, piece: str, bias: tp.Optional[torch.Tensor], keep: tp.List[torch.Tensor],
+            spec: _LinearSpec) -> tp.Dict[str, tp.Any]:
+    """Fill ``spec`` with the packed weight of ``piece`` of ``module``; returns the packed dict (its identity is
+    how the plan sees a repacking)."""
+    packed = module.__dict__.get("_packed") if isinstance(module, PackableWeights) else None
+    weight = packed.get(piece) if packed else None
+    if not isinstance(weight, _NativePacked) or not weight.is_packed:
+        raise _Unsupported("linear map not packed for the native kernels")
+    out_features, in_features = weight.shape
+    spec.kind = kernels.KINDS[weight.stored.dtype]
+    spec.block = int(weight.stored.shape[2])
+    spec.w = weight.stored.data_ptr()
+    spec.scale = None if weight.scale is None else weight.scale.data_ptr()
+    spec.bias = _vector(bias, out_features, keep)
+    spec.out, spec.in_ = out_features, in_features
+    keep.append(weight.stored)
+    if weight.scale is not None:
+        keep.append(weight.scale)
+    return packed
+
+
+def _check_attention(attn: StreamingMultiheadAttention, cross: bool) -> None:
+    if not attn.custom or attn.qk_layer_norm or attn.kv_repeat != 1 or attn.cross_attention != cross:
+        raise _Unsupported("attention options")
+    if not cross and (not attn.causal or attn.rope is not None):
+        raise _Unsupported("self-attention must be causal, without rotary embeddings")
+
+
+class _Plan:
+    """The native description of one layer (:class:`_LayerSpec`), the tensors it points to, and the packed dicts
+    it was built from (a repacking makes it stale)."""
+
+    def __init__(self, layer: StreamingTransformerLayer) -> None:
+        if not layer.norm_first:
+            raise _Unsupported("post-norm layer")
+        activation = {F.gelu: 1, F.relu: 0}.get(layer.activation)  # type: ignore[call-overload]
+        if activation is None:
+            raise _Unsupported("activation")
+        sa, ca = layer.self_attn, layer.cross_attention
+        _check_attention(sa, cross=False)
+        if ca is not None:
+            _check_attention(ca, cross=True)
+        E, H = sa.embed_dim, sa.num_heads
+        keep: tp.List[torch.Tensor] = []
+        spec = _LayerSpec()
+        spec.dim, spec.heads, spec.head_dim = E, H, sa.head_dim
+        spec.hidden = layer.linear1.out_features
+        if layer.linear2.in_features != spec.hidden:
+            raise _Unsupported("gated feed-forward")
+        spec.activation, spec.has_cross = activation, int(ca is not None)
+        spec.attention_scale = sa.head_dim ** -0.5
+        kinds, eps = set(), set()
+        norms = [("norm1", layer.norm1), ("norm2", layer.norm2)]
+        if ca is not None:
+            norms.append(("norm_cross", layer.norm_cross))
+        for name, module in norms:
+            kind, e, w, b = _norm(module, E, keep)
+            kinds.add(kind)
+            eps.add(e)
+            setattr(spec, f"{name}_w", w)
+            setattr(spec, f"{name}_b", b)
+        if len(kinds) != 1 or len(eps) != 1:
+            raise _Unsupported("mixed norms")
+        spec.norm_kind, spec.eps = kinds.pop(), eps.pop()
+        spec.scale1 = _gain(layer.layer_scale_1, E, keep)
+        spec.scale2 = _gain(layer.layer_scale_2, E, keep)
+        self.modules: tp.List[nn.Module] = [sa, sa.out_proj, layer.linear1, layer.linear2]
+        self.dicts = [_linear(sa, "in_proj", sa.in_proj_bias, keep, spec.in_proj),
+                      _linear(sa.out_proj, "weight", sa.out_proj.bias, keep, spec.out_proj),
+                      _linear(layer.linear1, "weight", layer.linear1.bias, keep, spec.linear1),
+                      _linear(layer.linear2, "weight", layer.linear2.bias, keep, spec.linear2)]
+        if ca is not None:
+            spec.scale_cross = _gain(layer.layer_scale_cross, E, keep)
+            self.modules += [ca, ca.out_proj]
+            self.dicts += [_linear(ca, "q", ca._bias(0, E), keep, spec.cross_q),
+                           _linear(ca.out_proj, "weight", ca.out_proj.bias, keep, spec.cross_out)]
+        self.spec = spec
+        self.address = ctypes.addressof(spec)
+        self.keep = keep
+        self.past_context = sa.past_context
+
+    def current(self) -> bool:
+        """Whether every linear map still holds the packed weights the plan points to."""
+        for module, packed in zip(self.modules, self.dicts):
+            if module.__dict__.get("_packed") is not packed:
+                return False
+        return True
+
+
+_NO_PLAN = object()
+
+
+def _plan(layer: "FusedDecodingLayer") -> tp.Optional[_Plan]:
+    plan = layer.__dict__.get("_decoding_plan")
+    if isinstance(plan, _Plan) and plan.current():
+        return plan
+    if plan is _NO_PLAN and layer.__dict__.get("_decoding_plan_key") == _packing_key(layer):
+        return None
+    try:
+        plan = _Plan(layer)
+    except _Unsupported:
+        layer.__dict__["_decoding_plan"] = _NO_PLAN
+        layer.__dict__["_decoding_plan_key"] = _packing_key(layer)
+        return None
+    layer.__dict__["_decoding_plan"] = plan
+    return plan
+
+
+def _packing_key(layer: nn.Module) -> tp.Tuple[int, ...]:
+    return tuple(id(m.__dict__.get("_packed")) for m in layer.modules())
+
+
+def _step(layer: "FusedDecodingLayer", x: torch.Tensor,
+          source: tp.Optional[torch.Tensor]) -> tp.Optional[torch.Tensor]:
+    """One decoding step on the native kernel, or None where the plain forward must run."""
+    if (x.dim() != 3 or x.shape[1] != 1 or x.dtype is not torch.float32 or x.device.type != "cpu"
+            or not x.is_contiguous() or torch.is_grad_enabled()):
+        return None
+    sa, ca = layer.self_attn, layer.cross_attention
+    state = sa._streaming_state
+    if not sa._is_streaming or type(state) is not KVCacheState or state.keys.dtype is not torch.float32:
+        return None
+    B = x.shape[0]
+    ck: tp.Any = None
+    cv: tp.Any = None
+    S = 0
+    if ca is not None:
+        cstate = ca._streaming_state
+        if (source is None or type(cstate) is not CrossAttentionState or cstate.keys.dtype is not torch.float32
+                or cstate.keys.shape[0] != B or cstate.keys.shape[2] != source.shape[1]):
+            return None
+        ck, cv, S = cstate.keys, cstate.values, cstate.keys.shape[2]
+    plan = _plan(layer)
+    if plan is None:
+        return None
+    sa._reserve(state, 1, x)
+    pos = state.length
+    start = 0 if plan.past_context is None else max(0, pos - plan.past_context)
+    k, v = state.keys, state.values
+    ks, vs = k.stride(), v.stride()
+    y = torch.empty_like(x)
+    if ck is None:
+        cross: tp.Tuple[tp.Any, ...] = (None, 0, 0, 0, None, 0, 0, 0, 0)
+    else:
+        cks, cvs = ck.stride(), cv.stride()
+        cross = (ck.data_ptr(), cks[0], cks[1], cks[2], cv.data_ptr(), cvs[0], cvs[1], cvs[2], S)
+    code = kernels.library().audiocraft_decoder_layer(  # type: ignore[union-attr]
+        plan.address, x.data_ptr(), y.data_ptr(), B, k.data_ptr(), ks[0], ks[1], ks[2], v.data_ptr(), vs[0], vs[1],
+        vs[2], pos, start, *cross, torch.get_num_threads())
+    if code != 0:
+        raise RuntimeError("The native decoding step refused its arguments.")
+    state.length = pos + 1
+    return y
+
+
+class FusedDecodingLayer(StreamingTransformerLayer):
+    """Mixin put in front of a :class:`StreamingTransformerLayer` class by :func:`fuse_decoding_layers`: a
+    one-step, no-mask, no-gradient call while streaming runs on the native decoding step, any other call on the
+    plain ``forward``."""
+
+    def forward(self, src: torch.Tensor, src_mask: tp.Optional[torch.Tensor] = None,
+                src_key_padding_mask: tp.Optional[torch.Tensor] = None,
+                cross_attention_src: tp.Optional[torch.Tensor] = None,
+                cross_attention_mask: tp.Optional[torch.Tensor] = None) -> torch.Tensor:
+        if (src_mask is None and src_key_padding_mask is None and cross_attention_mask is None
+                and not self.training and (self.cross_attention is None) == (cross_attention_src is None)):
+            out = _step(self, src, cross_attention_src)
+            if out is not None:
+                return out
+        return super().forward(src, src_mask, src_key_padding_mask, cross_attention_src, cross_attention_mask)
+
+    def _apply(self, fn: tp.Callable[[torch.Tensor], torch.Tensor], *args: tp.Any, **kwargs: tp.Any) -> tp.Any:
+        self.__dict__.pop("_decoding_plan", None)  # parameters may move: rebuild the plan on the next step
+        return super()._apply(fn, *args, **kwargs)
+
+
+_FUSED_CLASSES: tp.Dict[type, type] = {}
+_PLAIN_CLASSES: tp.Dict[type, type] = {}
+
+
+def _fused_class(cls: type) -> type:
+    fused = _FUSED_CLASSES.get(cls)
+    if fused is None:
+        name = f"FusedDecoding{cls.__name__}"
+        fused = type(name, (FusedDecodingLayer, cls), {"__module__": __name__, "__qualname__": name})
+        if name not in globals():
+            globals()[name] = fused  # picklable by name
+        _FUSED_CLASSES[cls] = fused
+        _PLAIN_CLASSES[fused] = cls
+    return fused
+
+
+def fuse_decoding_layers(module: nn.Module) -> int:
+    """Give every :class:`StreamingTransformerLayer` under ``module`` the fused decoding step (see the module
+    docstring), in place; returns how many layers have it. Layers it does not cover keep running the plain
+    ``forward`` (the class checks on the first decoding step and remembers)."""
+    if not kernels.available():
+        return 0
+    count = 0
+    for child in module.modules():
+        if isinstance(child, FusedDecodingLayer):
+            count += 1
+        elif isinstance(child, StreamingTransformerLayer):
+            child.__class__ = _fused_class(type(child))
+            count += 1
+    return count
+
+
+def unfuse_decoding_layers(module: nn.Module) -> int:
+    """Undo :func:`fuse_decoding_layers`; returns how many layers were given their plain class back."""
+    count = 0
+    for child in module.modules():
+        plain = _PLAIN_CLASSES.get(type(child))
+        if plain is not None:
+            child.__class__ = plain
+            child.__dict__.pop("_decoding_plan", None)
+            child.__dict__.pop("_decoding_plan_key", None)
+            count += 1
+    return count
