@@ -8,7 +8,8 @@ native kernels (:mod:`.packing`) a class whose ``forward`` runs such a step as o
 ``audiocraft_decoder_layer`` (``csrc/step_kernels.cpp``): the same math (pre-norm LayerNorm / RMSNorm,
 self-attention over the key/value cache, cross-attention over the cached source keys and values, feed-forward
 with GELU or ReLU, LayerScale), the same weights, each linear output summed in the kernels' fixed order; the
-norms and GELU are the kernel's own (within ~3e-7 relative of PyTorch's).
+norms and GELU are the kernel's own (GELU within 3e-7 x max(1, |x|) of the exact value, closer than PyTorch's
+float32 GELU).
 
 Every other call (training, gradients, masks, several time steps, the first step of a stream, a layer it does
 not cover: post-norm, rotary embeddings, grouped keys/values, qk norms, another activation) goes to the plain

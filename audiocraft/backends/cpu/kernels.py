@@ -420,7 +420,7 @@ ACTIVATIONS = {"relu": 0, "gelu": 1}
 
 
 def activate(x: torch.Tensor, activation: str) -> torch.Tensor:
-    """``activation`` (``'gelu'``: the exact erf form, within ~3e-7 relative of it; ``'relu'``) of a float32 CPU
+    """``activation`` (``'gelu'``: the exact erf form, within 3e-7 x max(1, |x|) of it; ``'relu'``) of a float32 CPU
     tensor, as the fused decoding step computes it (a new tensor)."""
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {tuple(ACTIVATIONS)}, got {activation!r}.")

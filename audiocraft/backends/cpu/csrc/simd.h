@@ -125,8 +125,8 @@ inline vf vexp(vf x) {
 // GELU with the exact error function, x * Phi(x) = x / 2 * (1 + erf(x / sqrt 2)), through erfc:
 //     erfc(z) = t exp(-z^2 + P(t)),  t = 1 / (1 + z / 2),  z = |x| / sqrt 2 >= 0
 // with the degree-9 Chebyshev fit P of Numerical Recipes (erfc's relative error below 1.2e-7 for every z >= 0),
-// so that x >= 0 gives x - x/2 erfc(z) and x < 0 gives x/2 erfc(z): both within ~3e-7 relative of the exact
-// value, including the far negative tail.
+// so that x >= 0 gives x - x/2 erfc(z) and x < 0 gives x/2 erfc(z): within 3e-7 x max(1, |x|) of the exact
+// value (relative 2e-5 down the far negative tail, where exp's argument is large).
 inline vf vgelu(vf x) {
     const vf z = vabs(x) * 0.70710678118654752f;
     const vf t = 1.0f / (1.0f + 0.5f * z);

@@ -1,0 +1,178 @@
+"""The fused decoding step (audiocraft/backends/cpu/decoding.py, csrc/step_kernels.cpp) against the plain layers."""
+import copy
+import typing as tp
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from audiocraft.backends.cpu import decoding, kernels as native_kernels
+from audiocraft.backends.cpu.decoding import FusedDecodingLayer, fuse_decoding_layers, unfuse_decoding_layers
+from audiocraft.backends.cpu.packing import pack_linear_weights
+from audiocraft.modules.transformer import StreamingTransformer
+
+pytestmark = pytest.mark.skipif(not native_kernels.available(), reason="no C++ compiler: native kernels off")
+
+E = 64
+
+
+def _transformer(**options: tp.Any) -> StreamingTransformer:
+    torch.manual_seed(0)
+    kwargs: tp.Dict[str, tp.Any] = dict(
+        d_model=E, num_heads=4, num_layers=2, dim_feedforward=96, dropout=0.0, causal=True, custom=True,
+        cross_attention=True, norm_first=True, activation="gelu", layer_scale=0.5)
+    kwargs.update(options)
+    model = StreamingTransformer(**kwargs).eval()
+    with torch.no_grad():  # move biases, norms and gains away from their initial values: each of them matters
+        for p in model.parameters():
+            if p.dim() == 1:
+                p.add_(torch.randn_like(p) * 0.3)
+    return model
+
+
+def _stream(model: StreamingTransformer, x: torch.Tensor, source: tp.Optional[torch.Tensor],
+            prefill: int = 3) -> tp.Tuple[torch.Tensor, int]:
+    """Outputs of a stream: ``prefill`` steps in one call, then one step at a time; and how many layer steps ran
+    on the fused kernel."""
+    fused = 0
+    original = decoding._step
+
+    def counting(*args: tp.Any) -> tp.Any:
+        nonlocal fused
+        out = original(*args)
+        fused += out is not None
+        return out
+
+    kwargs = {} if source is None else {"cross_attention_src": source}
+    outs = []
+    decoding._step = counting
+    try:
+        with torch.no_grad(), model.streaming():
+            outs.append(model(x[:, :prefill], **kwargs))
+            for t in range(prefill, x.shape[1]):
+                outs.append(model(x[:, t:t + 1], **kwargs))
+    finally:
+        decoding._step = original
+    return torch.cat(outs, dim=1), fused
+
+
+def _pair(kind: str, **options: tp.Any) -> tp.Tuple[StreamingTransformer, StreamingTransformer]:
+    """(packed plain layers, the same packed and fused)."""
+    plain = _transformer(**options)
+    pack_linear_weights(plain, kind)
+    fused = copy.deepcopy(plain)
+    assert fuse_decoding_layers(fused) == len(fused.layers)
+    return plain, fused
+
+
+@pytest.mark.parametrize("kind", ["native", "bf16", "int8"])
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("options", [
+    {},
+    {"layer_scale": None, "bias_ff": False, "bias_attn": False},
+    {"norm": "rms_norm", "cross_attention": False, "activation": "relu"},
+    {"past_context": 4},
+], ids=["musicgen", "no-bias-no-scale", "rms-relu-no-cross", "past-context"])
+def test_fused_step_matches_the_plain_layers(kind, batch, options):
+    plain, fused = _pair(kind, **options)
+    torch.manual_seed(1)
+    x = torch.randn(batch, 12, E)
+    source = torch.randn(batch, 5, E) if plain.layers[0].cross_attention is not None else None
+    expected, none = _stream(plain, x, source)
+    got, count = _stream(fused, x, source)
+    assert none == 0 and count == 2 * (12 - 3)  # every one-step call of every layer ran fused
+    # same weights, same linear kernels; norms, GELU and attention are the kernel's own (~1e-7 relative), which
+    # int8 may see through the rounding of an activation to int16 (one step: max |x| / 32767)
+    tol = 1e-4 if kind == "int8" else 1e-5
+    torch.testing.assert_close(got, expected, rtol=tol, atol=tol)
+
+
+def test_fused_float32_matches_pytorch_and_is_independent_of_threads():
+    reference = _transformer()
+    torch.manual_seed(1)
+    x, source = torch.randn(2, 10, E), torch.randn(2, 5, E)
+    expected, _ = _stream(reference, x, source)
+    _, fused = _pair("native")
+    threads = torch.get_num_threads()
+    try:
+        outs = []
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            outs.append(_stream(fused, x, source)[0])
+    finally:
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(outs[0], expected, rtol=1e-5, atol=1e-5)
+    assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], outs[2])
+
+
+@pytest.mark.parametrize("options", [
+    {"norm_first": False},
+    {"positional_embedding": "rope"},
+    {"kv_repeat": 2},
+    {"activation": "silu"},
+    {"norm": "rms_norm"},  # RMSNorm beside the cross-attention's LayerNorm
+    {"qk_layer_norm": True},
+], ids=["post-norm", "rope", "kv-repeat", "silu", "mixed-norms", "qk-norm"])
+def test_layers_it_does_not_cover_run_the_plain_forward(options):
+    plain, fused = _pair("native", **options)
+    torch.manual_seed(1)
+    x, source = torch.randn(2, 8, E), torch.randn(2, 5, E)
+    expected, _ = _stream(plain, x, source)
+    got, count = _stream(fused, x, source)
+    assert count == 0
+    assert torch.equal(got, expected)
+
+
+def test_unpacked_gradients_and_training_run_the_plain_forward():
+    model = _transformer()
+    assert fuse_decoding_layers(model) == 2  # unpacked: the step finds no packed weights and remembers
+    torch.manual_seed(1)
+    x, source = torch.randn(1, 6, E), torch.randn(1, 5, E)
+    assert _stream(model, x, source)[1] == 0
+    pack_linear_weights(model, "native")  # packed later: the plan is built then
+    assert _stream(model, x, source)[1] == 2 * 3
+    with torch.enable_grad():
+        model.train()
+        out = model(x, cross_attention_src=source)
+    assert out.requires_grad
+
+
+def test_unfuse_restores_the_plain_class_and_state_dict_keys():
+    plain, fused = _pair("native")
+    assert isinstance(fused.layers[0], FusedDecodingLayer)
+    assert list(fused.state_dict()) == list(plain.state_dict())
+    assert unfuse_decoding_layers(fused) == 2
+    assert type(fused.layers[0]) is type(plain.layers[0])
+    assert fuse_decoding_layers(fused) == 2 and fuse_decoding_layers(fused) == 2  # idempotent
+
+
+def test_no_kernels_no_fusion(monkeypatch):
+    monkeypatch.setattr(native_kernels, "available", lambda: False)
+    assert fuse_decoding_layers(_transformer()) == 0
+
+
+@pytest.mark.parametrize("rms", [False, True])
+def test_normalize_matches_torch(rms):
+    torch.manual_seed(0)
+    x, w, b = torch.randn(5, 77) * 3 + 1, torch.randn(77), torch.randn(77)
+    if rms:
+        expected = F.rms_norm(x, (77,), w, eps=1e-5)
+        got = native_kernels.normalize(x, w, eps=1e-5, rms=True)
+    else:
+        expected = F.layer_norm(x, (77,), w, b, eps=1e-5)
+        got = native_kernels.normalize(x, w, b, eps=1e-5)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="weight must be"):
+        native_kernels.normalize(x, torch.randn(76))
+
+
+def test_activate_matches_torch():
+    x = torch.cat([torch.linspace(-12, 12, 4001), torch.tensor([-30.0, 30.0, 0.0])])
+    expected = 0.5 * x.double() * torch.special.erfc(-x.double() / 2 ** 0.5)  # exact in the far negative tail too
+    error = (native_kernels.activate(x, "gelu").double() - expected).abs()
+    assert bool((error <= 3e-7 * x.abs().clamp_min(1)).all())  # torch's own float32 GELU: ~1e-6
+    tail = expected.abs() > 1e-30
+    assert float((error[tail] / expected[tail].abs()).max()) < 2e-5  # relative, down the negative tail
+    assert torch.equal(native_kernels.activate(x, "relu"), F.relu(x))
+    with pytest.raises(ValueError, match="activation must be one of"):
+        native_kernels.activate(x, "silu")
