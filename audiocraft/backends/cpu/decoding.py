@@ -26,11 +26,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from ...modules.transformer import (CrossAttentionState, KVCacheState, LayerScale, StreamingMultiheadAttention,
-                                    StreamingTransformerLayer)
+                                    StreamingTransformer, StreamingTransformerLayer, create_sin_embedding)
 from . import kernels
 from .packing import PackableWeights, _NativePacked
 
-__all__ = ["fuse_decoding_layers", "unfuse_decoding_layers", "FusedDecodingLayer"]
+__all__ = ["fuse_decoding_layers", "unfuse_decoding_layers", "FusedDecodingLayer", "FusedDecodingTransformer"]
 
 _c_ptr, _c_i64 = ctypes.c_void_p, ctypes.c_int64
 
@@ -51,6 +51,14 @@ class _LayerSpec(ctypes.Structure):
                 ("scale1", _c_ptr), ("scale_cross", _c_ptr), ("scale2", _c_ptr),
                 ("in_proj", _LinearSpec), ("out_proj", _LinearSpec), ("cross_q", _LinearSpec),
                 ("cross_out", _LinearSpec), ("linear1", _LinearSpec), ("linear2", _LinearSpec)]
+
+
+class _LayerCaches(ctypes.Structure):
+    """``LayerCaches`` of ``csrc/step_kernels.cpp``: where one layer's key/value caches are."""
+    _fields_ = [("kc", _c_ptr), ("kcb", _c_i64), ("kch", _c_i64), ("kcs", _c_i64),
+                ("vc", _c_ptr), ("vcb", _c_i64), ("vch", _c_i64), ("vcs", _c_i64),
+                ("ck", _c_ptr), ("ckb", _c_i64), ("ckh", _c_i64), ("cks", _c_i64),
+                ("cv", _c_ptr), ("cvb", _c_i64), ("cvh", _c_i64), ("cvs", _c_i64), ("S", _c_i64)]
 
 
 class _Unsupported(Exception):
@@ -242,6 +250,136 @@ def _step(layer: "FusedDecodingLayer", x: torch.Tensor,
     state.length = pos + 1
     return y
 
+class _StackPlan:
+    """The layers of a transformer as one native call: their plans, the array of their caches (rebound when a cache
+    tensor changes) and the sinusoidal embedding of the positions seen so far."""
+
+    def __init__(self, transformer: StreamingTransformer, plans: tp.List[_Plan]) -> None:
+        self.layers = tuple(transformer.layers)
+        self.plans = plans
+        self.attentions = [(layer.self_attn, layer.cross_attention) for layer in self.layers]
+        n = len(plans)
+        self.specs = (_c_ptr * n)(*[plan.address for plan in plans])
+        self.caches = (_LayerCaches * n)()
+        self.bound: tp.List[tp.Any] = []  # the states and tensors self.caches points to
+        self.rows = self.source_steps = -1
+        contexts = {plan.past_context for plan in plans}
+        crosses = {cross is not None for _, cross in self.attentions}
+        self.has_cross = crosses.pop()
+        # one window for all layers, and every layer with cross-attention or none (else: the plain forward)
+        self.supported = len(contexts) == 1 and not crosses
+        self.past_context: tp.Optional[int] = contexts.pop() if len(contexts) == 1 else None
+        self.table = torch.empty(0)  # positional_scale * sin embedding of positions 0..len-1
+
+    def bind(self, states: tp.List[tp.Any]) -> bool:
+        """Point the cache array at the tensors of ``states`` (self, cross per layer); False if one is not a
+        float32 cache of the same batch, length and source."""
+        self.bound = []
+        first = states[0]
+        if type(first) is not KVCacheState:
+            return False
+        rows, length = first.keys.shape[0], first.length
+        source = -1
+        for k, (state, cstate) in enumerate(zip(states[0::2], states[1::2])):
+            if (type(state) is not KVCacheState or state.keys.dtype is not torch.float32 or state.length != length
+                    or state.keys.shape[0] != rows):
+                return False
+            c = self.caches[k]
+            ks, vs = state.keys.stride(), state.values.stride()
+            c.kc, c.kcb, c.kch, c.kcs = state.keys.data_ptr(), ks[0], ks[1], ks[2]
+            c.vc, c.vcb, c.vch, c.vcs = state.values.data_ptr(), vs[0], vs[1], vs[2]
+            if cstate is None:
+                c.ck = c.cv = None
+                c.S = 0
+                continue
+            if (type(cstate) is not CrossAttentionState or cstate.keys.dtype is not torch.float32
+                    or cstate.keys.shape[0] != rows or source not in (-1, cstate.keys.shape[2])):
+                return False
+            source = cstate.keys.shape[2]
+            ks, vs = cstate.keys.stride(), cstate.values.stride()
+            c.ck, c.ckb, c.ckh, c.cks = cstate.keys.data_ptr(), ks[0], ks[1], ks[2]
+            c.cv, c.cvb, c.cvh, c.cvs = cstate.values.data_ptr(), vs[0], vs[1], vs[2]
+            c.S = source
+        self.bound = _cache_tensors(states)
+        self.rows, self.source_steps = rows, source
+        return True
+
+    def positions(self, transformer: StreamingTransformer, offset: int, dim: int) -> torch.Tensor:
+        """``positional_scale * create_sin_embedding(offset)`` ``[dim]``, from a table grown as needed (the same
+        values: the same elementwise float32 operations)."""
+        if offset >= self.table.shape[0]:
+            times = torch.arange(max(256, 2 * (offset + 1))).view(1, -1, 1)
+            emb = create_sin_embedding(times, dim, transformer.max_period, dtype=torch.float32)
+            self.table = (transformer.positional_scale * emb)[0]
+        return self.table[offset]
+
+
+def _cache_tensors(states: tp.List[tp.Any]) -> tp.List[tp.Any]:
+    out: tp.List[tp.Any] = []
+    for state in states:
+        out += (state, None, None) if state is None else (state, state.keys, state.values)
+    return out
+
+
+def _stack_plan(transformer: "FusedDecodingTransformer") -> tp.Optional[_StackPlan]:
+    plans = []
+    for layer in transformer.layers:
+        plan = _plan(layer) if isinstance(layer, FusedDecodingLayer) else None
+        if plan is None:
+            return None
+        plans.append(plan)
+    stack = transformer.__dict__.get("_stack_plan")
+    if not isinstance(stack, _StackPlan) or stack.plans != plans or stack.layers != tuple(transformer.layers):
+        stack = _StackPlan(transformer, plans)
+        transformer.__dict__["_stack_plan"] = stack
+    return stack if stack.supported else None
+
+
+def _stack_step(transformer: "FusedDecodingTransformer", x: torch.Tensor,
+                source: tp.Optional[torch.Tensor]) -> tp.Optional[torch.Tensor]:
+    """One decoding step of every layer in one native call, or None where the plain forward must run."""
+    if (x.dim() != 3 or x.shape[1] != 1 or x.dtype is not torch.float32 or x.device.type != "cpu"
+            or not x.is_contiguous() or torch.is_grad_enabled() or transformer.training
+            or not transformer._is_streaming or transformer.positional_embedding != "sin" or not transformer.layers):
+        return None
+    tstate = transformer._streaming_state
+    stack = _stack_plan(transformer)
+    if stack is None or tstate is None:
+        return None
+    states = []
+    for sa, ca in stack.attentions:
+        states += (sa._streaming_state, None if ca is None else ca._streaming_state)
+    if (source is not None) != stack.has_cross:
+        return None
+    first = states[0]
+    if type(first) is not KVCacheState:
+        return None
+    if first.length + 1 > first.keys.shape[2]:  # make room (slide the window or grow), then bind anew
+        for (sa, _), state in zip(stack.attentions, states[0::2]):
+            if type(state) is not KVCacheState:
+                return None
+            sa._reserve(state, 1, x)
+        stack.bound = []
+    bound = _cache_tensors(states)
+    if (len(bound) != len(stack.bound) or any(a is not b for a, b in zip(bound, stack.bound))) \
+            and not stack.bind(states):
+        return None
+    B = x.shape[0]
+    if B != stack.rows or (source is not None and (source.shape[0] != B or source.shape[1] != stack.source_steps)):
+        return None
+    pos = first.length
+    start = 0 if stack.past_context is None else max(0, pos - stack.past_context)
+    y = x + stack.positions(transformer, tstate.offset, x.shape[2])
+    code = kernels.library().audiocraft_decoder_stack(  # type: ignore[union-attr]
+        len(stack.plans), stack.specs, stack.caches, y.data_ptr(), y.data_ptr(), B, pos, start,
+        torch.get_num_threads())
+    if code != 0:
+        raise RuntimeError("The native decoding step refused its arguments.")
+    for state in states[0::2]:
+        state.length = pos + 1
+    tstate.offset += 1
+    return y
+
 
 class FusedDecodingLayer(StreamingTransformerLayer):
     """Mixin put in front of a :class:`StreamingTransformerLayer` class by :func:`fuse_decoding_layers`: a
@@ -264,6 +402,24 @@ class FusedDecodingLayer(StreamingTransformerLayer):
         return super()._apply(fn, *args, **kwargs)
 
 
+class FusedDecodingTransformer(StreamingTransformer):
+    """Mixin put in front of a :class:`StreamingTransformer` class by :func:`fuse_decoding_layers`: a one-step call
+    while streaming, with only ``cross_attention_src``, runs every layer in one native call (when all of them have
+    the fused step); any other call runs the plain ``forward`` (whose layers may still run fused one by one)."""
+
+    def forward(self, x: torch.Tensor, *args: tp.Any, positions: tp.Optional[torch.Tensor] = None,
+                **kwargs: tp.Any) -> torch.Tensor:
+        if not args and positions is None and set(kwargs) <= {"cross_attention_src"}:
+            out = _stack_step(self, x, kwargs.get("cross_attention_src"))
+            if out is not None:
+                return out
+        return super().forward(x, *args, positions=positions, **kwargs)
+
+    def _apply(self, fn: tp.Callable[[torch.Tensor], torch.Tensor], *args: tp.Any, **kwargs: tp.Any) -> tp.Any:
+        self.__dict__.pop("_stack_plan", None)
+        return super()._apply(fn, *args, **kwargs)
+
+
 _FUSED_CLASSES: tp.Dict[type, type] = {}
 _PLAIN_CLASSES: tp.Dict[type, type] = {}
 
@@ -272,7 +428,8 @@ def _fused_class(cls: type) -> type:
     fused = _FUSED_CLASSES.get(cls)
     if fused is None:
         name = f"FusedDecoding{cls.__name__}"
-        fused = type(name, (FusedDecodingLayer, cls), {"__module__": __name__, "__qualname__": name})
+        mixin = FusedDecodingLayer if issubclass(cls, StreamingTransformerLayer) else FusedDecodingTransformer
+        fused = type(name, (mixin, cls), {"__module__": __name__, "__qualname__": name})
         if name not in globals():
             globals()[name] = fused  # picklable by name
         _FUSED_CLASSES[cls] = fused
@@ -288,11 +445,11 @@ def fuse_decoding_layers(module: nn.Module) -> int:
         return 0
     count = 0
     for child in module.modules():
-        if isinstance(child, FusedDecodingLayer):
-            count += 1
-        elif isinstance(child, StreamingTransformerLayer):
+        if isinstance(child, (FusedDecodingLayer, FusedDecodingTransformer)):
+            count += isinstance(child, FusedDecodingLayer)
+        elif isinstance(child, (StreamingTransformerLayer, StreamingTransformer)):
             child.__class__ = _fused_class(type(child))
-            count += 1
+            count += isinstance(child, FusedDecodingLayer)
     return count
 
 
@@ -302,8 +459,8 @@ def unfuse_decoding_layers(module: nn.Module) -> int:
     for child in module.modules():
         plain = _PLAIN_CLASSES.get(type(child))
         if plain is not None:
+            count += isinstance(child, FusedDecodingLayer)
             child.__class__ = plain
-            child.__dict__.pop("_decoding_plan", None)
-            child.__dict__.pop("_decoding_plan_key", None)
-            count += 1
+            for key in ("_decoding_plan", "_decoding_plan_key", "_stack_plan"):
+                child.__dict__.pop(key, None)
     return count

@@ -128,6 +128,8 @@ def _load() -> tp.Optional[ctypes.CDLL]:
         lib.audiocraft_decoder_layer.restype = ctypes.c_int
         lib.audiocraft_decoder_layer.argtypes = [ptr, ptr, ptr, i64, ptr, i64, i64, i64, ptr, i64, i64, i64, i64, i64,
                                                  ptr, i64, i64, i64, ptr, i64, i64, i64, i64, ctypes.c_int]
+        lib.audiocraft_decoder_stack.restype = ctypes.c_int
+        lib.audiocraft_decoder_stack.argtypes = [i64, ptr, ptr, ptr, ptr, i64, i64, i64, ctypes.c_int]
         lib.audiocraft_normalize.restype = ctypes.c_int
         lib.audiocraft_normalize.argtypes = [ptr, i64, i64, i64, ptr, ptr, ctypes.c_float, ctypes.c_int, ptr, i64,
                                              ctypes.c_int]

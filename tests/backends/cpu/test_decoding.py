@@ -9,7 +9,7 @@ from torch.nn import functional as F
 from audiocraft.backends.cpu import decoding, kernels as native_kernels
 from audiocraft.backends.cpu.decoding import FusedDecodingLayer, fuse_decoding_layers, unfuse_decoding_layers
 from audiocraft.backends.cpu.packing import pack_linear_weights
-from audiocraft.modules.transformer import StreamingTransformer
+from audiocraft.modules.transformer import StreamingTransformer, create_sin_embedding
 
 pytestmark = pytest.mark.skipif(not native_kernels.available(), reason="no C++ compiler: native kernels off")
 
@@ -30,29 +30,35 @@ def _transformer(**options: tp.Any) -> StreamingTransformer:
     return model
 
 
-def _stream(model: StreamingTransformer, x: torch.Tensor, source: tp.Optional[torch.Tensor],
-            prefill: int = 3) -> tp.Tuple[torch.Tensor, int]:
+def _stream(model: StreamingTransformer, x: torch.Tensor, source: tp.Optional[torch.Tensor], prefill: int = 3,
+            stack: bool = True) -> tp.Tuple[torch.Tensor, int]:
     """Outputs of a stream: ``prefill`` steps in one call, then one step at a time; and how many layer steps ran
-    on the fused kernel."""
+    on the fused kernel (a whole-stack step counts one per layer). ``stack=False``: one call per layer."""
     fused = 0
-    original = decoding._step
+    step, stack_step = decoding._step, decoding._stack_step
 
     def counting(*args: tp.Any) -> tp.Any:
         nonlocal fused
-        out = original(*args)
+        out = step(*args)
         fused += out is not None
+        return out
+
+    def counting_stack(*args: tp.Any) -> tp.Any:
+        nonlocal fused
+        out = stack_step(*args) if stack else None
+        fused += 0 if out is None else len(model.layers)
         return out
 
     kwargs = {} if source is None else {"cross_attention_src": source}
     outs = []
-    decoding._step = counting
+    decoding._step, decoding._stack_step = counting, counting_stack
     try:
         with torch.no_grad(), model.streaming():
             outs.append(model(x[:, :prefill], **kwargs))
             for t in range(prefill, x.shape[1]):
                 outs.append(model(x[:, t:t + 1], **kwargs))
     finally:
-        decoding._step = original
+        decoding._step, decoding._stack_step = step, stack_step
     return torch.cat(outs, dim=1), fused
 
 
@@ -81,6 +87,8 @@ def test_fused_step_matches_the_plain_layers(kind, batch, options):
     expected, none = _stream(plain, x, source)
     got, count = _stream(fused, x, source)
     assert none == 0 and count == 2 * (12 - 3)  # every one-step call of every layer ran fused
+    by_layer, count = _stream(fused, x, source, stack=False)
+    assert count == 2 * (12 - 3) and torch.equal(by_layer, got)  # the same kernels, layer by layer
     # same weights, same linear kernels; norms, GELU and attention are the kernel's own (~1e-7 relative), which
     # int8 may see through the rounding of an activation to int16 (one step: max |x| / 32767)
     tol = 1e-4 if kind == "int8" else 1e-5
@@ -137,12 +145,41 @@ def test_unpacked_gradients_and_training_run_the_plain_forward():
     assert out.requires_grad
 
 
+def test_stack_positions_are_the_plain_embedding():
+    model = _transformer(positional_scale=0.7, max_period=5000)
+    fuse_decoding_layers(model)
+    stack = decoding._StackPlan(model, [])
+    for t in (0, 1, 255, 256, 3000):
+        expected = model.positional_scale * create_sin_embedding(torch.full((1, 1, 1), t), E, 5000)
+        assert torch.equal(stack.positions(model, t, E), expected[0, 0])
+
+
+def test_stack_falls_back_and_recovers():
+    """A cache that grows past its capacity, a source of another length, a batch change: the stack steps again
+    where it can, the plain forward runs (and raises) where it must."""
+    plain, fused = _pair("native")
+    torch.manual_seed(1)
+    x, source = torch.randn(2, 40, E), torch.randn(2, 5, E)
+    expected, _ = _stream(plain, x, source, prefill=1)  # a first cache of 32 steps grows on the way
+    got, count = _stream(fused, x, source, prefill=1)
+    assert count == 2 * 39
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    with torch.no_grad(), fused.streaming():
+        fused(x[:, :2], cross_attention_src=source)
+        with pytest.raises(Exception, match="source changed shape"):
+            fused(x[:, 2:3], cross_attention_src=source[:, :4])
+        with pytest.raises(Exception, match="[Bb]atch"):
+            fused(x[:1, 2:3], cross_attention_src=source[:1])
+        with pytest.raises(Exception, match="cross_attention_src"):
+            fused(x[:, 2:3])
+
+
 def test_unfuse_restores_the_plain_class_and_state_dict_keys():
     plain, fused = _pair("native")
     assert isinstance(fused.layers[0], FusedDecodingLayer)
     assert list(fused.state_dict()) == list(plain.state_dict())
     assert unfuse_decoding_layers(fused) == 2
-    assert type(fused.layers[0]) is type(plain.layers[0])
+    assert type(fused.layers[0]) is type(plain.layers[0]) and type(fused) is type(plain)
     assert fuse_decoding_layers(fused) == 2 and fuse_decoding_layers(fused) == 2  # idempotent
 
 

@@ -1,7 +1,7 @@
-// The decoding step of a pre-norm transformer layer in one call, and its elementwise pieces.
+// The decoding step of a stack of pre-norm transformer layers in one call, and its elementwise pieces.
 //
-// audiocraft_decoder_layer runs, for the `rows` rows of one time step (batch items, both halves of classifier-free
-// guidance), in one OpenMP parallel region:
+// audiocraft_decoder_stack runs, for the `rows` rows of one time step (batch items, both halves of
+// classifier-free guidance), in one OpenMP parallel region, for each layer in turn:
 //
 //     h = norm1(x);  q, k, v = in_proj(h);  cache[pos] = k, v;  a = attention(q, cache[start..pos])
 //     y = x + scale1 * out_proj(a)
@@ -88,78 +88,129 @@ bool valid_spec(const LayerSpec &L) {
     return L.norm_kind == 0 || L.norm_kind == 1;
 }
 
-}  // namespace
+// Where a layer's caches are: the self-attention keys kc / values vc with strides (elements) for row, head and time
+// (the step's key and value are written at time `pos`, then attended over [start, pos]); the cross-attention keys
+// ck / values cv of S source steps with their strides (unused without cross-attention).
+struct LayerCaches {
+    float *kc;
+    int64_t kcb, kch, kcs;
+    float *vc;
+    int64_t vcb, vch, vcs;
+    const float *ck;
+    int64_t ckb, ckh, cks;
+    const float *cv;
+    int64_t cvb, cvh, cvs;
+    int64_t S;
+};
 
-extern "C" {
+// Scratch of a step, shared by the threads: normalised rows, projections (q k v / cross q), attention output, hidden
+// units, per-thread scores, the int16 rows and scales of int8 maps.
+struct Scratch {
+    std::vector<float> work;
+    std::vector<int16_t> xq;
+    float *h, *qkv, *att, *hid, *scores, *xs;
+    int64_t longest;
 
-// One decoding step of a layer (see the top of this file) for x [rows, dim] -> y [rows, dim] (y may be x).
-// Self-attention cache: keys kc / values vc with strides (elements) kcb, kch, kcs / vcb, vch, vcs for row, head
-// and time; the step's key and value are written at time `pos`, then attended over [start, pos].
-// Cross-attention (when spec->has_cross): keys ck / values cv of S source steps, with their strides.
-// Returns 0, or 1 for invalid arguments.
-int audiocraft_decoder_layer(const LayerSpec *spec, const float *x, float *y, int64_t rows, float *kc, int64_t kcb,
-                             int64_t kch, int64_t kcs, float *vc, int64_t vcb, int64_t vch, int64_t vcs,
-                             int64_t pos, int64_t start, const float *ck, int64_t ckb, int64_t ckh, int64_t cks,
-                             const float *cv, int64_t cvb, int64_t cvh, int64_t cvs, int64_t S, int threads) {
-    if (!spec || rows < 1 || threads < 1 || pos < 0 || start < 0 || start > pos || !valid_spec(*spec)) return 1;
-    const LayerSpec &L = *spec;
-    if (L.has_cross && (S < 1 || !ck || !cv)) return 1;
+    Scratch(int64_t rows, int64_t E, int64_t F, int64_t longest_, int threads) : longest(longest_) {
+        work.resize(size_t(rows * (E + 3 * E + E + F) + threads * longest + rows));
+        xq.resize(size_t(rows * (F > 3 * E ? F : 3 * E)));
+        h = work.data(); qkv = h + rows * E; att = qkv + rows * 3 * E; hid = att + rows * E;
+        scores = hid + rows * F; xs = scores + threads * longest;
+    }
+};
+
+bool valid_caches(const LayerSpec &L, const LayerCaches &C) {
+    if (!C.kc || !C.vc) return false;
+    return !L.has_cross || (C.S >= 1 && C.ck && C.cv);
+}
+
+// The step of one layer (see the top of this file), called by every thread of a parallel region; y may be x. Ends
+// with the threads' writes to y not yet synchronised (a barrier is due before y is read).
+void layer_step(const LayerSpec &L, const LayerCaches &C, const float *x, float *y, int64_t rows, int64_t pos,
+                int64_t start, Scratch &W) {
     const int64_t E = L.dim, H = L.heads, D = L.head_dim, F = L.hidden;
     const int64_t keys = pos + 1 - start;
-    const int64_t widest = F > 3 * E ? F : 3 * E;
-    const int64_t longest = keys > S ? keys : S;
-    // scratch: normalised rows, projections (q k v / cross q), attention output, hidden units, per-thread scores
-    std::vector<float> work(size_t(rows * (E + 3 * E + E + F) + threads * longest + rows));
-    float *h = work.data(), *qkv = h + rows * E, *att = qkv + rows * 3 * E, *hid = att + rows * E;
-    float *scores = hid + rows * F, *xs = scores + threads * longest;
-    std::vector<int16_t> xq(size_t(rows * widest));
-    int16_t *q16 = xq.data();
-
-#pragma omp parallel num_threads(threads)
-    {
-        float *my_scores = scores + thread_id() * longest;
-        // ---- self-attention
-        normalize_rows(L, x, rows, L.norm1_w, L.norm1_b, h, L.in_proj, q16, xs);
-        linear_band(L.in_proj, h, E, q16, xs, rows, Store{qkv, 3 * E});
+    float *h = W.h, *qkv = W.qkv, *att = W.att, *hid = W.hid, *xs = W.xs;
+    int16_t *q16 = W.xq.data();
+    float *my_scores = W.scores + thread_id() * W.longest;
+    // ---- self-attention
+    normalize_rows(L, x, rows, L.norm1_w, L.norm1_b, h, L.in_proj, q16, xs);
+    linear_band(L.in_proj, h, E, q16, xs, rows, Store{qkv, 3 * E});
+#pragma omp barrier
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < rows * H; ++i) {
+        const int64_t r = i / H, hd = i % H;
+        const float *row = qkv + r * 3 * E;
+        float *kr = C.kc + r * C.kcb + hd * C.kch, *vr = C.vc + r * C.vcb + hd * C.vch;
+        std::memcpy(kr + pos * C.kcs, row + E + hd * D, sizeof(float) * size_t(D));
+        std::memcpy(vr + pos * C.vcs, row + 2 * E + hd * D, sizeof(float) * size_t(D));
+        attend_one(row + hd * D, kr + start * C.kcs, C.kcs, vr + start * C.vcs, C.vcs, keys, D, L.attention_scale,
+                   att + r * E + hd * D, my_scores);
+    }
+    quantize_rows(att, rows, E, L.out_proj, q16, xs);
+    linear_band(L.out_proj, att, E, q16, xs, rows, Residual{x, E, y, E, L.scale1});
+#pragma omp barrier
+    // ---- cross-attention
+    if (L.has_cross) {
+        normalize_rows(L, y, rows, L.norm_cross_w, L.norm_cross_b, h, L.cross_q, q16, xs);
+        linear_band(L.cross_q, h, E, q16, xs, rows, Store{qkv, E});
 #pragma omp barrier
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < rows * H; ++i) {
             const int64_t r = i / H, hd = i % H;
-            const float *row = qkv + r * 3 * E;
-            float *kr = kc + r * kcb + hd * kch, *vr = vc + r * vcb + hd * vch;
-            std::memcpy(kr + pos * kcs, row + E + hd * D, sizeof(float) * size_t(D));
-            std::memcpy(vr + pos * vcs, row + 2 * E + hd * D, sizeof(float) * size_t(D));
-            attend_one(row + hd * D, kr + start * kcs, kcs, vr + start * vcs, vcs, keys, D, L.attention_scale,
-                       att + r * E + hd * D, my_scores);
+            attend_one(qkv + r * E + hd * D, C.ck + r * C.ckb + hd * C.ckh, C.cks, C.cv + r * C.cvb + hd * C.cvh,
+                       C.cvs, C.S, D, L.attention_scale, att + r * E + hd * D, my_scores);
         }
-        quantize_rows(att, rows, E, L.out_proj, q16, xs);
-        linear_band(L.out_proj, att, E, q16, xs, rows, Residual{x, E, y, E, L.scale1});
+        quantize_rows(att, rows, E, L.cross_out, q16, xs);
+        linear_band(L.cross_out, att, E, q16, xs, rows, Residual{y, E, y, E, L.scale_cross});
 #pragma omp barrier
-        // ---- cross-attention
-        if (L.has_cross) {
-            normalize_rows(L, y, rows, L.norm_cross_w, L.norm_cross_b, h, L.cross_q, q16, xs);
-            linear_band(L.cross_q, h, E, q16, xs, rows, Store{qkv, E});
+    }
+    // ---- feed-forward
+    normalize_rows(L, y, rows, L.norm2_w, L.norm2_b, h, L.linear1, q16, xs);
+    int64_t c0 = 0, c1 = 0;
+    linear_band(L.linear1, h, E, q16, xs, rows, Store{hid, F}, &c0, &c1);
+    for (int64_t r = 0; r < rows; ++r) activate(hid + r * F + c0, c1 - c0, L.activation);
 #pragma omp barrier
-#pragma omp for schedule(static)
-            for (int64_t i = 0; i < rows * H; ++i) {
-                const int64_t r = i / H, hd = i % H;
-                attend_one(qkv + r * E + hd * D, ck + r * ckb + hd * ckh, cks, cv + r * cvb + hd * cvh, cvs, S, D,
-                           L.attention_scale, att + r * E + hd * D, my_scores);
-            }
-            quantize_rows(att, rows, E, L.cross_out, q16, xs);
-            linear_band(L.cross_out, att, E, q16, xs, rows, Residual{y, E, y, E, L.scale_cross});
+    quantize_rows(hid, rows, F, L.linear2, q16, xs);
+    linear_band(L.linear2, hid, F, q16, xs, rows, Residual{y, E, y, E, L.scale2});
+}
+
+}  // namespace
+
+extern "C" {
+
+// One decoding step of `n` layers in a row (see the top of this file), in one parallel region: x [rows, dim] ->
+// y [rows, dim] (y may be x); layer k reads specs[k] and caches[k], all at time `pos`, attending over
+// [start, pos]. Returns 0, or 1 for invalid arguments.
+int audiocraft_decoder_stack(int64_t n, const LayerSpec *const *specs, const LayerCaches *caches, const float *x,
+                             float *y, int64_t rows, int64_t pos, int64_t start, int threads) {
+    if (n < 1 || !specs || !caches || rows < 1 || threads < 1 || pos < 0 || start < 0 || start > pos) return 1;
+    int64_t E = 0, F = 0, longest = pos + 1 - start;
+    for (int64_t k = 0; k < n; ++k) {
+        if (!specs[k] || !valid_spec(*specs[k]) || !valid_caches(*specs[k], caches[k])) return 1;
+        if (k > 0 && specs[k]->dim != E) return 1;
+        E = specs[k]->dim;
+        F = specs[k]->hidden > F ? specs[k]->hidden : F;
+        longest = caches[k].S > longest ? caches[k].S : longest;
+    }
+    Scratch W(rows, E, F, longest, threads);
+#pragma omp parallel num_threads(threads)
+    {
+        for (int64_t k = 0; k < n; ++k) {
+            layer_step(*specs[k], caches[k], k == 0 ? x : y, y, rows, pos, start, W);
 #pragma omp barrier
         }
-        // ---- feed-forward
-        normalize_rows(L, y, rows, L.norm2_w, L.norm2_b, h, L.linear1, q16, xs);
-        int64_t c0 = 0, c1 = 0;
-        linear_band(L.linear1, h, E, q16, xs, rows, Store{hid, F}, &c0, &c1);
-        for (int64_t r = 0; r < rows; ++r) activate(hid + r * F + c0, c1 - c0, L.activation);
-#pragma omp barrier
-        quantize_rows(hid, rows, F, L.linear2, q16, xs);
-        linear_band(L.linear2, hid, F, q16, xs, rows, Residual{y, E, y, E, L.scale2});
     }
     return 0;
+}
+
+// One layer: audiocraft_decoder_stack of n = 1, the caches given one by one.
+int audiocraft_decoder_layer(const LayerSpec *spec, const float *x, float *y, int64_t rows, float *kc, int64_t kcb,
+                             int64_t kch, int64_t kcs, float *vc, int64_t vcb, int64_t vch, int64_t vcs,
+                             int64_t pos, int64_t start, const float *ck, int64_t ckb, int64_t ckh, int64_t cks,
+                             const float *cv, int64_t cvb, int64_t cvh, int64_t cvs, int64_t S, int threads) {
+    const LayerCaches caches{kc, kcb, kch, kcs, vc, vcb, vch, vcs, ck, ckb, ckh, cks, cv, cvb, cvh, cvs, S};
+    return audiocraft_decoder_stack(1, &spec, &caches, x, y, rows, pos, start, threads);
 }
 
 // LayerNorm (rms = 0) or RMSNorm (rms = 1) of each row: x [rows, n] (row stride ldx) -> y [rows, n] (ldy).
