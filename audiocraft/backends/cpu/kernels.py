@@ -32,7 +32,7 @@ from ...utils.checkpoint_io import FilePages
 logger = logging.getLogger(__name__)
 
 CSRC = Path(__file__).resolve().parent / "csrc"
-SOURCES = (CSRC / "linear_kernels.cpp", CSRC / "step_kernels.cpp")
+SOURCES = (CSRC / "linear_kernels.cpp", CSRC / "step_kernels.cpp", CSRC / "sampling.cpp")
 HEADERS = (CSRC / "simd.h", CSRC / "matvec.h", CSRC / "attention.h")
 KINDS = {torch.float32: 0, torch.bfloat16: 1, torch.int8: 2}
 _FLAGS = ["-O3", "-march=native", "-ffp-contract=fast", "-std=gnu++17", "-shared", "-fPIC"]
@@ -130,6 +130,10 @@ def _load() -> tp.Optional[ctypes.CDLL]:
                                                  ptr, i64, i64, i64, ptr, i64, i64, i64, i64, ctypes.c_int]
         lib.audiocraft_decoder_stack.restype = ctypes.c_int
         lib.audiocraft_decoder_stack.argtypes = [i64, ptr, ptr, ptr, ptr, i64, i64, i64, ctypes.c_int]
+        lib.audiocraft_multinomial_one.restype = ctypes.c_int
+        lib.audiocraft_multinomial_one.argtypes = [ptr, i64, i64, ptr, i64, ptr]
+        lib.audiocraft_kth_largest.restype = ctypes.c_int
+        lib.audiocraft_kth_largest.argtypes = [ptr, i64, i64, i64, ptr]
         lib.audiocraft_normalize.restype = ctypes.c_int
         lib.audiocraft_normalize.argtypes = [ptr, i64, i64, i64, ptr, ptr, ctypes.c_float, ctypes.c_int, ptr, i64,
                                              ctypes.c_int]
