@@ -58,7 +58,7 @@ class _LayerCaches(ctypes.Structure):
     _fields_ = [("kc", _c_ptr), ("kcb", _c_i64), ("kch", _c_i64), ("kcs", _c_i64),
                 ("vc", _c_ptr), ("vcb", _c_i64), ("vch", _c_i64), ("vcs", _c_i64),
                 ("ck", _c_ptr), ("ckb", _c_i64), ("ckh", _c_i64), ("cks", _c_i64),
-                ("cv", _c_ptr), ("cvb", _c_i64), ("cvh", _c_i64), ("cvs", _c_i64), ("S", _c_i64)]
+                ("cv", _c_ptr), ("cvb", _c_i64), ("cvh", _c_i64), ("cvs", _c_i64), ("S", _c_i64), ("half", _c_i64)]
 
 
 class _Unsupported(Exception):
@@ -176,6 +176,8 @@ class _Plan:
         self.address = ctypes.addressof(spec)
         self.keep = keep
         self.past_context = sa.past_context
+        self.float32 = all(linear.kind == kernels.KINDS[torch.float32]
+                           for linear in (spec.in_proj, spec.out_proj, spec.linear1, spec.linear2))
 
     def current(self) -> bool:
         """Whether every linear map still holds the packed weights the plan points to."""
@@ -269,6 +271,8 @@ class _StackPlan:
         # one window for all layers, and every layer with cross-attention or none (else: the plain forward)
         self.supported = len(contexts) == 1 and not crosses
         self.past_context: tp.Optional[int] = contexts.pop() if len(contexts) == 1 else None
+        # bf16 / int8 weights: keys and values cached in float16 (half the bytes each step reads)
+        self.cache_dtype = torch.float32 if all(p.float32 for p in plans) else torch.float16
         self.table = torch.empty(0)  # positional_scale * sin embedding of positions 0..len-1
 
     def bind(self, states: tp.List[tp.Any]) -> bool:
@@ -281,10 +285,13 @@ class _StackPlan:
         rows, length = first.keys.shape[0], first.length
         source = -1
         for k, (state, cstate) in enumerate(zip(states[0::2], states[1::2])):
-            if (type(state) is not KVCacheState or state.keys.dtype is not torch.float32 or state.length != length
-                    or state.keys.shape[0] != rows):
+            if (type(state) is not KVCacheState or state.keys.dtype not in (torch.float32, torch.float16)
+                    or state.length != length or state.keys.shape[0] != rows):
                 return False
+            if state.keys.dtype is not self.cache_dtype:  # the plain forward converts back (_reserve)
+                state.keys, state.values = state.keys.to(self.cache_dtype), state.values.to(self.cache_dtype)
             c = self.caches[k]
+            c.half = int(self.cache_dtype is torch.float16)
             ks, vs = state.keys.stride(), state.values.stride()
             c.kc, c.kcb, c.kch, c.kcs = state.keys.data_ptr(), ks[0], ks[1], ks[2]
             c.vc, c.vcb, c.vch, c.vcs = state.values.data_ptr(), vs[0], vs[1], vs[2]
@@ -339,7 +346,7 @@ def _stack_step(transformer: "FusedDecodingTransformer", x: torch.Tensor,
                 source: tp.Optional[torch.Tensor]) -> tp.Optional[torch.Tensor]:
     """One decoding step of every layer in one native call, or None where the plain forward must run."""
     if (x.dim() != 3 or x.shape[1] != 1 or x.dtype is not torch.float32 or x.device.type != "cpu"
-            or not x.is_contiguous() or torch.is_grad_enabled() or transformer.training
+            or torch.is_grad_enabled() or transformer.training
             or not transformer._is_streaming or transformer.positional_embedding != "sin" or not transformer.layers):
         return None
     tstate = transformer._streaming_state
@@ -369,7 +376,7 @@ def _stack_step(transformer: "FusedDecodingTransformer", x: torch.Tensor,
         return None
     pos = first.length
     start = 0 if stack.past_context is None else max(0, pos - stack.past_context)
-    y = x + stack.positions(transformer, tstate.offset, x.shape[2])
+    y = (x + stack.positions(transformer, tstate.offset, x.shape[2])).contiguous()  # a new tensor
     code = kernels.library().audiocraft_decoder_stack(  # type: ignore[union-attr]
         len(stack.plans), stack.specs, stack.caches, y.data_ptr(), y.data_ptr(), B, pos, start,
         torch.get_num_threads())

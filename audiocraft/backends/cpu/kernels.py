@@ -137,6 +137,8 @@ def _load() -> tp.Optional[ctypes.CDLL]:
         lib.audiocraft_normalize.restype = ctypes.c_int
         lib.audiocraft_normalize.argtypes = [ptr, i64, i64, i64, ptr, ptr, ctypes.c_float, ctypes.c_int, ptr, i64,
                                              ctypes.c_int]
+        lib.audiocraft_to_half.restype = ctypes.c_int
+        lib.audiocraft_to_half.argtypes = [ptr, i64, ptr]
         lib.audiocraft_activate.restype = ctypes.c_int
         lib.audiocraft_activate.argtypes = [ptr, i64, ctypes.c_int]
         lib.audiocraft_linear.restype = ctypes.c_int
@@ -434,4 +436,15 @@ def activate(x: torch.Tensor, activation: str) -> torch.Tensor:
         raise ValueError(f"x must be a float32 CPU tensor, got {x.dtype} on {x.device}.")
     y = x.contiguous().clone()
     _check(_require().audiocraft_activate(y.data_ptr(), y.numel(), ACTIVATIONS[activation]))
+    return y
+
+
+def to_half(x: torch.Tensor) -> torch.Tensor:
+    """A float32 CPU tensor in float16 as the fused decoding step caches keys and values: rounded to nearest even
+    like ``x.half()``, but saturating at +-65504 instead of overflowing to infinity (a new tensor)."""
+    if x.dtype != torch.float32 or x.device.type != "cpu":
+        raise ValueError(f"x must be a float32 CPU tensor, got {x.dtype} on {x.device}.")
+    x = x.contiguous()
+    y = torch.empty(x.shape, dtype=torch.float16)
+    _check(_require().audiocraft_to_half(x.data_ptr(), x.numel(), y.data_ptr()))
     return y

@@ -30,6 +30,9 @@ def _transformer(**options: tp.Any) -> StreamingTransformer:
     return model
 
 
+_STACKED = [0]  # whole-stack steps of the last _stream
+
+
 def _stream(model: StreamingTransformer, x: torch.Tensor, source: tp.Optional[torch.Tensor], prefill: int = 3,
             stack: bool = True) -> tp.Tuple[torch.Tensor, int]:
     """Outputs of a stream: ``prefill`` steps in one call, then one step at a time; and how many layer steps ran
@@ -47,10 +50,12 @@ def _stream(model: StreamingTransformer, x: torch.Tensor, source: tp.Optional[to
         nonlocal fused
         out = stack_step(*args) if stack else None
         fused += 0 if out is None else len(model.layers)
+        _STACKED[0] += out is not None
         return out
 
     kwargs = {} if source is None else {"cross_attention_src": source}
     outs = []
+    _STACKED[0] = 0
     decoding._step, decoding._stack_step = counting, counting_stack
     try:
         with torch.no_grad(), model.streaming():
@@ -86,13 +91,18 @@ def test_fused_step_matches_the_plain_layers(kind, batch, options):
     source = torch.randn(batch, 5, E) if plain.layers[0].cross_attention is not None else None
     expected, none = _stream(plain, x, source)
     got, count = _stream(fused, x, source)
-    assert none == 0 and count == 2 * (12 - 3)  # every one-step call of every layer ran fused
-    by_layer, count = _stream(fused, x, source, stack=False)
-    assert count == 2 * (12 - 3) and torch.equal(by_layer, got)  # the same kernels, layer by layer
+    assert none == 0 and count == 2 * (12 - 3) and _STACKED[0] == 12 - 3  # every one-step call: one native call
     # same weights, same linear kernels; norms, GELU and attention are the kernel's own (~1e-7 relative), which
-    # int8 may see through the rounding of an activation to int16 (one step: max |x| / 32767)
-    tol = 1e-4 if kind == "int8" else 1e-5
+    # int8 may see through the rounding of an activation to int16 (one step: max |x| / 32767); bf16 / int8 steps
+    # cache keys and values in float16 (relative rounding 2^-11)
+    tol = {"native": 1e-5, "bf16": 1e-3, "int8": 2e-3}[kind]
     torch.testing.assert_close(got, expected, rtol=tol, atol=tol)
+    by_layer, count = _stream(fused, x, source, stack=False)  # the same kernels layer by layer (float32 caches)
+    assert count == 2 * (12 - 3)
+    if kind == "native":
+        assert torch.equal(by_layer, got)
+    else:
+        torch.testing.assert_close(by_layer, expected, rtol=1e-4 if kind == "int8" else 1e-5, atol=1e-4)
 
 
 def test_fused_float32_matches_pytorch_and_is_independent_of_threads():
@@ -143,6 +153,33 @@ def test_unpacked_gradients_and_training_run_the_plain_forward():
         model.train()
         out = model(x, cross_attention_src=source)
     assert out.requires_grad
+
+
+@pytest.mark.parametrize("kind", ["native", "int8"])
+def test_cache_dtype_follows_the_weights_and_goes_back_for_the_plain_forward(kind):
+    _, fused = _pair(kind)
+    torch.manual_seed(1)
+    x, source = torch.randn(2, 6, E), torch.randn(2, 5, E)
+    half = torch.float16 if kind == "int8" else torch.float32
+    with torch.no_grad(), fused.streaming():
+        fused(x[:, :2], cross_attention_src=source)
+        fused(x[:, 2:3], cross_attention_src=source)
+        state = fused.layers[1].self_attn._streaming_state
+        assert state.keys.dtype == half and state.values.dtype == half and state.length == 3
+        cached = state.keys[:, :, :3].float()
+        fused(x[:, 3:5], cross_attention_src=source)  # two steps: the plain forward, float32 caches again
+        assert state.keys.dtype == torch.float32 and state.length == 5
+        assert torch.equal(state.keys[:, :, :3], cached)
+
+
+def test_half_conversion_is_ieee_round_to_nearest_even():
+    values = torch.cat([torch.randn(10000) * 10, torch.randn(1000) * 1e-5, torch.tensor([0.0, -0.0, 65504.0,
+                        65519.0, -65519.0, 6.1035156e-05, 6.097e-05, 2.98e-08, 5.96e-08, float("nan")])])
+    got = native_kernels.to_half(values)
+    expected = values.half()
+    assert got.dtype == torch.float16
+    assert torch.equal(got.view(torch.int16)[:-1], expected.view(torch.int16)[:-1]) and bool(got[-1].isnan())
+    assert float(native_kernels.to_half(torch.tensor([1e6, -70000.0])).abs().max()) == 65504.0  # saturating
 
 
 def test_stack_positions_are_the_plain_embedding():

@@ -6,18 +6,19 @@
 namespace ackernels {
 
 // out = softmax(scale * q . k[s]) @ v[s] over the S keys of one batch item and head (key s at k + s * sk, value
-// at v + s * sv, D contiguous floats each): what a decoding step of a transformer computes, reading each key and
-// value once. `scores`: S floats of scratch.
-inline void attend_one(const float *q, const float *k, int64_t sk, const float *v, int64_t sv, int64_t S, int64_t D,
+// at v + s * sv, D contiguous elements each, float or f16): what a decoding step of a transformer computes, reading
+// each key and value once. `scores`: S floats of scratch.
+template <class T>
+inline void attend_one(const float *q, const T *k, int64_t sk, const T *v, int64_t sv, int64_t S, int64_t D,
                        float scale, float *out, float *scores) {
     float m = -std::numeric_limits<float>::infinity();
     for (int64_t s = 0; s < S; ++s) {
-        const float *ks = k + s * sk;
+        const T *ks = k + s * sk;
         vf acc = vf{};
         int64_t d = 0;
         for (; d + VW <= D; d += VW) acc += load(q + d) * load(ks + d);
         float dot = hsum(acc);
-        for (; d < D; ++d) dot += q[d] * ks[d];
+        for (; d < D; ++d) dot += q[d] * scalar(ks + d);
         scores[s] = dot * scale;
         m = scores[s] > m ? scores[s] : m;
     }
@@ -40,7 +41,7 @@ inline void attend_one(const float *q, const float *k, int64_t sk, const float *
     for (; d + 4 * VW <= D; d += 4 * VW) {  // four vectors of the output at a time
         vf a0 = vf{}, a1 = vf{}, a2 = vf{}, a3 = vf{};
         for (int64_t t = 0; t < S; ++t) {
-            const float *vs = v + t * sv + d;
+            const T *vs = v + t * sv + d;
             const vf p = splat(scores[t]);
             a0 += p * load(vs); a1 += p * load(vs + VW); a2 += p * load(vs + 2 * VW); a3 += p * load(vs + 3 * VW);
         }
@@ -54,7 +55,7 @@ inline void attend_one(const float *q, const float *k, int64_t sk, const float *
     }
     for (; d < D; ++d) {
         float a = 0.0f;
-        for (int64_t t = 0; t < S; ++t) a += scores[t] * v[t * sv + d];
+        for (int64_t t = 0; t < S; ++t) a += scores[t] * scalar(v + t * sv + d);
         out[d] = a * inv;
     }
 }

@@ -54,6 +54,65 @@ inline vf load(const uint16_t *p) {
 }
 #endif
 
+// IEEE half precision, as stored (torch.float16): the key/value cache of reduced-precision decoding steps.
+struct f16 {
+    uint16_t bits;
+};
+
+inline float half_to_float(uint16_t h) {  // exact
+    const uint32_t sign = uint32_t(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
+    uint32_t u;
+    if (exp == 0x1f) {
+        u = sign | 0x7f800000u | (man << 13);
+    } else if (exp != 0) {
+        u = sign | ((exp + 112) << 23) | (man << 13);
+    } else if (man == 0) {
+        u = sign;
+    } else {  // subnormal: m * 2^-24
+        float f = float(man) * 5.9604644775390625e-8f;
+        std::memcpy(&u, &f, 4);
+        u |= sign;
+    }
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+
+inline uint16_t float_to_half(float f) {  // round to nearest even, saturating at +-65504; NaN stays NaN
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    const uint32_t sign = (u >> 16) & 0x8000u;
+    const uint32_t a = u & 0x7fffffffu;
+    if (a > 0x7f800000u) return uint16_t(sign | 0x7e00u);
+    if (a >= 0x477ff000u) return uint16_t(sign | 0x7bffu);  // rounds to 65520 or more: the largest half
+    if (a < 0x38800000u) {  // below 2^-14: a subnormal half, m * 2^-24 with m = round(|f| * 2^24)
+        float v;
+        std::memcpy(&v, &a, 4);
+        return uint16_t(sign | uint32_t(std::nearbyint(v * 16777216.0f)));
+    }
+    const uint32_t rounded = a + 0xfffu + ((a >> 13) & 1u);  // to nearest even on the 13 dropped bits
+    return uint16_t(sign | ((rounded - 0x38000000u) >> 13));
+}
+
+#if defined(__AVX512F__)
+inline vf load(const f16 *p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(p))); }
+#elif defined(__F16C__) && defined(__AVX__)
+inline vf load(const f16 *p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p))); }
+#else
+inline vf load(const f16 *p) {
+    vf v;
+    for (int k = 0; k < VW; ++k) v[k] = half_to_float(p[k].bits);
+    return v;
+}
+#endif
+
+inline float scalar(const f16 *p) { return half_to_float(p->bits); }
+
+// n floats to halves (saturating, see float_to_half).
+inline void store_halves(f16 *dst, const float *src, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) dst[i].bits = float_to_half(src[i]);
+}
+
 inline float scalar(const float *p) { return *p; }
 inline float scalar(const uint16_t *p) { uint32_t u = uint32_t(*p) << 16; float f; std::memcpy(&f, &u, 4); return f; }
 

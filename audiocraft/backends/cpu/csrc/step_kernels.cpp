@@ -89,18 +89,20 @@ bool valid_spec(const LayerSpec &L) {
 }
 
 // Where a layer's caches are: the self-attention keys kc / values vc with strides (elements) for row, head and time
-// (the step's key and value are written at time `pos`, then attended over [start, pos]); the cross-attention keys
-// ck / values cv of S source steps with their strides (unused without cross-attention).
+// (the step's key and value are written at time `pos`, then attended over [start, pos]), float32, or float16 with
+// `half` (written rounded to nearest, saturating); the cross-attention keys ck / values cv (float32) of S source
+// steps with their strides (unused without cross-attention).
 struct LayerCaches {
-    float *kc;
+    void *kc;
     int64_t kcb, kch, kcs;
-    float *vc;
+    void *vc;
     int64_t vcb, vch, vcs;
     const float *ck;
     int64_t ckb, ckh, cks;
     const float *cv;
     int64_t cvb, cvh, cvs;
     int64_t S;
+    int64_t half;
 };
 
 // Scratch of a step, shared by the threads: normalised rows, projections (q k v / cross q), attention output, hidden
@@ -118,6 +120,20 @@ struct Scratch {
         scores = hid + rows * F; xs = scores + threads * longest;
     }
 };
+
+inline void put(float *dst, const float *src, int64_t n) { std::memcpy(dst, src, sizeof(float) * size_t(n)); }
+inline void put(f16 *dst, const float *src, int64_t n) { store_halves(dst, src, n); }
+
+// Row r, head hd of the self-attention: writes the step's key and value (from the projections `row`) at `pos` of
+// the cache, then attends over [start, pos].
+template <class T>
+inline void self_attend(T *kc, T *vc, const LayerCaches &C, const float *row, int64_t r, int64_t hd, int64_t D,
+                        int64_t E, int64_t pos, int64_t start, int64_t keys, float scale, float *out, float *scores) {
+    T *kr = kc + r * C.kcb + hd * C.kch, *vr = vc + r * C.vcb + hd * C.vch;
+    put(kr + pos * C.kcs, row + E + hd * D, D);
+    put(vr + pos * C.vcs, row + 2 * E + hd * D, D);
+    attend_one(row + hd * D, kr + start * C.kcs, C.kcs, vr + start * C.vcs, C.vcs, keys, D, scale, out, scores);
+}
 
 bool valid_caches(const LayerSpec &L, const LayerCaches &C) {
     if (!C.kc || !C.vc) return false;
@@ -141,11 +157,12 @@ void layer_step(const LayerSpec &L, const LayerCaches &C, const float *x, float 
     for (int64_t i = 0; i < rows * H; ++i) {
         const int64_t r = i / H, hd = i % H;
         const float *row = qkv + r * 3 * E;
-        float *kr = C.kc + r * C.kcb + hd * C.kch, *vr = C.vc + r * C.vcb + hd * C.vch;
-        std::memcpy(kr + pos * C.kcs, row + E + hd * D, sizeof(float) * size_t(D));
-        std::memcpy(vr + pos * C.vcs, row + 2 * E + hd * D, sizeof(float) * size_t(D));
-        attend_one(row + hd * D, kr + start * C.kcs, C.kcs, vr + start * C.vcs, C.vcs, keys, D, L.attention_scale,
-                   att + r * E + hd * D, my_scores);
+        if (C.half)
+            self_attend(static_cast<f16 *>(C.kc), static_cast<f16 *>(C.vc), C, row, r, hd, D, E, pos, start, keys,
+                        L.attention_scale, att + r * E + hd * D, my_scores);
+        else
+            self_attend(static_cast<float *>(C.kc), static_cast<float *>(C.vc), C, row, r, hd, D, E, pos, start,
+                        keys, L.attention_scale, att + r * E + hd * D, my_scores);
     }
     quantize_rows(att, rows, E, L.out_proj, q16, xs);
     linear_band(L.out_proj, att, E, q16, xs, rows, Residual{x, E, y, E, L.scale1});
@@ -209,7 +226,7 @@ int audiocraft_decoder_layer(const LayerSpec *spec, const float *x, float *y, in
                              int64_t kch, int64_t kcs, float *vc, int64_t vcb, int64_t vch, int64_t vcs,
                              int64_t pos, int64_t start, const float *ck, int64_t ckb, int64_t ckh, int64_t cks,
                              const float *cv, int64_t cvb, int64_t cvh, int64_t cvs, int64_t S, int threads) {
-    const LayerCaches caches{kc, kcb, kch, kcs, vc, vcb, vch, vcs, ck, ckb, ckh, cks, cv, cvb, cvh, cvs, S};
+    const LayerCaches caches{kc, kcb, kch, kcs, vc, vcb, vch, vcs, ck, ckb, ckh, cks, cv, cvb, cvh, cvs, S, 0};
     return audiocraft_decoder_stack(1, &spec, &caches, x, y, rows, pos, start, threads);
 }
 
@@ -219,6 +236,13 @@ int audiocraft_normalize(const float *x, int64_t ldx, int64_t rows, int64_t n, c
     if (rows < 0 || n < 1 || threads < 1) return 1;
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t r = 0; r < rows; ++r) normalize_row(x + r * ldx, n, w, b, eps, rms != 0, y + r * ldy);
+    return 0;
+}
+
+// n floats to IEEE halves as the step caches keys and values (round to nearest even, saturating at +-65504).
+int audiocraft_to_half(const float *x, int64_t n, uint16_t *out) {
+    if (n < 0) return 1;
+    store_halves(reinterpret_cast<f16 *>(out), x, n);
     return 0;
 }
 
