@@ -9,22 +9,25 @@ Rows (each a median of alternating repetitions, wall time and this process's CPU
 - ``ours`` : the model as ``MusicGen.get_pretrained`` gives it (decoder prepared by ``backends.prepare_codec``);
 - ``ours plain``: the plain PyTorch modules (no preparation);
 - ``transformers``: ``EncodecModel.decode``;
-- ``ours stream``: the incremental decoding of ``generate_stream`` (``with model.streaming()``, ``decode`` per
-  block of ``--block`` frames, then ``flush_decoder``), prepared decoder; ``ours plain stream`` likewise unprepared.
+- ``ours stream``: the incremental decoding of ``generate_stream(chunk_seconds=--chunk-seconds)`` (``with
+  model.streaming()``, ``decode`` of the frames received each time they complete the next chunk of audio, then
+  ``flush_decoder``), prepared decoder; ``ours plain stream`` likewise unprepared.
 
 For batch 1 and 4 (``--batches``); ``--seconds`` of codes (default 5). The max abs difference of each of our
 outputs to the plain one-shot decoding is printed; ``ratio`` lines give transformers / ours (> 1: ours faster).
 
-    python benchmarks/encodec_decode.py [--seconds 5] [--reps 5] [--threads N] [--batches 1,4] [--block 12]
+    python benchmarks/encodec_decode.py [--seconds 5] [--reps 5] [--threads N] [--batches 1,4] [--chunk-seconds 1]
 """
 from __future__ import annotations
 
 import argparse
 import copy
 import os
+import queue
 import re
 import statistics
 import time
+import types
 import typing as tp
 
 import torch
@@ -81,13 +84,18 @@ def copy_weights(ours: EncodecModel, hf: tp.Any) -> None:
     hf.load_state_dict(update, strict=False)
 
 
-def _stream(model: EncodecModel, codes: torch.Tensor, block: int) -> torch.Tensor:
-    parts = []
+def _stream(model: EncodecModel, codes: torch.Tensor, chunk_seconds: float) -> torch.Tensor:
+    """What ``generate_stream(chunk_seconds=...)`` does with the frames the LM reports one by one."""
+    from audiocraft.models.stream import _StreamDecoder
+    out: "queue.Queue[torch.Tensor]" = queue.Queue()
+    host = types.SimpleNamespace(compression_model=model, sample_rate=model.sample_rate,
+                                 frame_rate=model.frame_rate, device=codes.device)
+    decoder = _StreamDecoder(tp.cast(tp.Any, host), int(round(chunk_seconds * model.sample_rate)), out)
     with model.streaming():
-        for start in range(0, codes.shape[-1], block):
-            parts.append(model.decode(codes[..., start:start + block]))
-        tail = model.flush_decoder()
-    return torch.cat(parts + ([] if tail is None else [tail]), dim=-1)
+        for frame in range(codes.shape[-1]):
+            decoder.on_frames(codes[..., frame:frame + 1])
+        decoder.finish()
+    return torch.cat(list(out.queue), dim=-1)
 
 
 def main() -> None:
@@ -96,8 +104,8 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     parser.add_argument("--batches", default="1,4")
-    parser.add_argument("--block", type=int, default=12,
-                        help="frames per streamed decode (generate_stream: chunk_seconds * 50 / 4, 12 for 1 s)")
+    parser.add_argument("--chunk-seconds", type=float, default=1.0,
+                        help="generate_stream's chunk_seconds for the streamed rows (default 1)")
     parser.add_argument("--no-plain", action="store_true", help="leave out the unprepared rows")
     args = parser.parse_args()
     if args.threads:
@@ -112,8 +120,8 @@ def main() -> None:
     batches = [int(b) for b in args.batches.split(",")]
     reps = max(3, args.reps)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"threads {torch.get_num_threads()}, {args.seconds:g} s of codes ({frames} frames), stream blocks of "
-          f"{args.block} frames, {reps} alternating reps, medians; decoder prepared: {prepared}; "
+    print(f"threads {torch.get_num_threads()}, {args.seconds:g} s of codes ({frames} frames), stream chunks of "
+          f"{args.chunk_seconds:g} s, {reps} alternating reps, medians; decoder prepared: {prepared}; "
           f"load average {load:.2f}", flush=True)
 
     for batch in batches:
@@ -121,11 +129,11 @@ def main() -> None:
         runs: tp.Dict[str, tp.Callable[[], torch.Tensor]] = {
             "ours": lambda: ours.decode(codes),
             "transformers": lambda: hf.decode(codes[None], [None]).audio_values,
-            "ours stream": lambda: _stream(ours, codes, args.block),
+            "ours stream": lambda: _stream(ours, codes, args.chunk_seconds),
         }
         if not args.no_plain:
             runs["ours plain"] = lambda: plain.decode(codes)
-            runs["ours plain stream"] = lambda: _stream(plain, codes, args.block)
+            runs["ours plain stream"] = lambda: _stream(plain, codes, args.chunk_seconds)
         times: tp.Dict[str, tp.List[tp.Tuple[float, float]]] = {name: [] for name in runs}
         with torch.inference_mode():
             reference = plain.decode(codes)
