@@ -2,9 +2,10 @@
 
 The LM runs in a worker thread. The newly completed frames it reports (``on_frames``) are decoded by the EnCodec
 decoder in streaming mode, which returns exactly the samples no later frame can change (see
-``audiocraft/models/encodec.py``), as soon as they complete the next chunk of ``chunk_seconds``: one decoding call
-per chunk; the main thread yields the audio in chunks of ``chunk_seconds``. The tokens are
-those of ``generate``; the concatenated chunks equal ``generate_audio(tokens)`` within float round-off (~1e-6).
+``audiocraft/models/encodec.py``), as soon as they complete the next chunk of ``chunk_seconds`` (one decoding call
+per chunk; by quarter chunks before the first one); the main thread yields the audio in chunks of
+``chunk_seconds``. The tokens are those of ``generate``; the concatenated chunks equal ``generate_audio(tokens)``
+within float round-off (~1e-6).
 """
 from __future__ import annotations
 
@@ -51,16 +52,20 @@ def generate_stream(model: "BaseGenModel", descriptions: tp.List[tp.Optional[str
 class _StreamDecoder:
     """Decodes the frames the LM reports with the codec in streaming mode, into ``out``.
 
-    The frames wait until, decoded, they complete the next chunk of ``chunk`` samples (the codec holds back its
-    look-ahead, ``streaming_delay`` samples), then all of them are decoded in one call: no earlier call would let
-    that chunk out sooner, and each call reads the codec's weights once (per chunk, not per frame or per block).
+    After the first chunk, the frames wait until, decoded, they complete the next chunk of ``chunk`` samples (the
+    codec holds back its look-ahead, ``streaming_delay`` samples), then all of them are decoded in one call: no
+    earlier call would let that chunk out sooner, and each call reads the codec's weights once per chunk. Before
+    the first chunk, frames are decoded by quarter chunks as they come, so that when the first chunk's last frame
+    arrives only a quarter chunk is left to decode (time to first audio).
     """
 
     def __init__(self, model: "BaseGenModel", chunk: int, out: "queue.Queue[tp.Any]") -> None:
         self.model, self.chunk, self.out = model, chunk, out
         self.hop = max(1, int(round(model.sample_rate / model.frame_rate)))
         self.delay = int(getattr(model.compression_model, "streaming_delay", 0))
+        self.early_block = max(1, int(round(chunk / self.hop / 4)))  # frames per decode before the first chunk
         self.waiting: tp.List[torch.Tensor] = []
+        self.pending = 0  # frames waiting
         self.received = 0  # frames received (decoded or waiting)
         self.due = chunk  # samples of audio the next decode must complete
 
@@ -75,17 +80,22 @@ class _StreamDecoder:
     def on_frames(self, frames: torch.Tensor) -> None:
         self.waiting.append(frames)
         self.received += frames.shape[-1]
+        self.pending += frames.shape[-1]
         ready = self.received * self.hop - self.delay  # samples out once every frame received is decoded
-        if ready >= self.due:
+        first = self.due == self.chunk
+        if ready >= self.due or (first and self.pending >= self.early_block):
             self.decode(self.waiting[0] if len(self.waiting) == 1 else torch.cat(self.waiting, dim=-1))
             self.waiting.clear()
-            self.due += self.chunk * ((ready - self.due) // self.chunk + 1)
+            self.pending = 0
+            if ready >= self.due:
+                self.due += self.chunk * ((ready - self.due) // self.chunk + 1)
 
     def finish(self) -> None:
         """Decode what is left, then the codec's look-ahead tail (``flush_decoder``)."""
         if self.waiting:
             self.decode(torch.cat(self.waiting, dim=-1))
             self.waiting.clear()
+            self.pending = 0
         with torch.no_grad():
             flush: tp.Any = getattr(self.model.compression_model, "flush_decoder")
             tail = flush()

@@ -42,6 +42,7 @@ from ...modules.conv import StreamableConv1d, StreamableConvTranspose1d
 from ...modules.lstm import StreamableLSTM
 from ...modules.seanet import SEANetDecoder, SEANetResnetBlock
 from ...modules.streaming import StreamingError, StreamingState
+from . import codec_kernels
 
 # Element-wise activations (their result does not depend on the layout). PReLU is not: its weight is per channel.
 ELEMENTWISE = (nn.ELU, nn.ReLU, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Identity, nn.CELU,
@@ -58,7 +59,8 @@ def _activate_into(act: tp.Optional[nn.Module], x: torch.Tensor, out: torch.Tens
     if act is None or type(act) is nn.Identity:
         out.copy_(x)
     elif type(act) is nn.ELU:
-        torch.ops.aten.elu.out(x, act.alpha, 1, 1, out=out)
+        if not codec_kernels.elu_into(x, out, act.alpha):
+            torch.ops.aten.elu.out(x, act.alpha, 1, 1, out=out)
     else:
         out.copy_(act(x))
 
@@ -67,8 +69,11 @@ def _activate(act: tp.Optional[nn.Module], x: torch.Tensor, owned: bool) -> torc
     """``act(x)``, in place when the caller owns ``x``."""
     if act is None or type(act) is nn.Identity:
         return x
-    if owned and type(act) is nn.ELU:
-        return F.elu_(x, act.alpha)
+    if type(act) is nn.ELU:
+        out = x if owned else torch.empty_like(x)
+        if codec_kernels.elu_into(x, out, act.alpha):
+            return out
+        return F.elu_(x, act.alpha) if owned else F.elu(x, act.alpha)
     return act(x)
 
 
@@ -363,13 +368,16 @@ class _LSTM(_Op):
         for layer in range(self.num_layers):
             gates_in = self._projection(layer_input.reshape(steps * batch, -1), layer)
             w_hh_t = self.layers[layer][1]
-            h, c = state.hidden[layer], state.cell[layer]
+            h, c = state.hidden[layer], state.cell[layer].clone()
             out = x.new_empty(steps, batch, size)
             for t in range(steps):
                 gates = torch.addmm(gates_in[t * batch:(t + 1) * batch], h, w_hh_t)  # [B, 4H]
-                ifo = torch.sigmoid(gates)
-                c = torch.addcmul(ifo[:, size:2 * size] * c, ifo[:, :size], torch.tanh(gates[:, 2 * size:3 * size]))
-                h = torch.mul(ifo[:, 3 * size:], torch.tanh(c), out=out[t])
+                h = out[t]
+                if not codec_kernels.lstm_cell(gates, c, h):  # c and h updated in one pass
+                    ifo = torch.sigmoid(gates)
+                    c = torch.addcmul(ifo[:, size:2 * size] * c, ifo[:, :size],
+                                      torch.tanh(gates[:, 2 * size:3 * size]))
+                    torch.mul(ifo[:, 3 * size:], torch.tanh(c), out=h)
             hidden.append(h)
             cell.append(c)
             layer_input = out
@@ -477,12 +485,13 @@ class DecoderPlan:
     Args:
         decoder: the decoder (its weights are read now: rebuild the plan when they change).
         frames_per_block: frames run at once through the layers up to the first transposed convolution.
-        rows_per_sub_block: rows (at that layer's output rate) run at once through the remaining layers, per item.
+        rows_per_sub_block: rows (at that layer's output rate, per item) run at once through the remaining
+            layers (fewer and larger operations than per frame; buffers of a few MB).
     Raises:
         Unsupported: a layer the plan cannot run.
     """
 
-    def __init__(self, decoder: SEANetDecoder, frames_per_block: int = 50, rows_per_sub_block: int = 64) -> None:
+    def __init__(self, decoder: SEANetDecoder, frames_per_block: int = 50, rows_per_sub_block: int = 256) -> None:
         self.ops: tp.List[_Op] = []
         self.units: tp.List[_Op] = []
         act: tp.Optional[nn.Module] = None
@@ -530,7 +539,7 @@ class DecoderPlan:
         """Latent frames ``z [B, D, F]`` -> the final audio samples ``[B, channels, n]``."""
         x = z.transpose(1, 2)
         outs: tp.List[torch.Tensor] = []
-        sub = max(1, self.rows_per_sub_block // max(1, z.shape[0]))
+        sub = self.rows_per_sub_block
         for start in range(0, x.shape[1], self.frames_per_block):
             y = x[:, start:start + self.frames_per_block]
             for i, op in enumerate(self.ops[:self.split]):

@@ -67,21 +67,22 @@ def _cpu_signature() -> str:
     return f"{platform.machine()} {platform.system()} {flags}"
 
 
-def _build(compiler: str, openmp: bool) -> Path:
-    source = SOURCE.read_bytes()
+def _build(compiler: str, openmp: bool, path: Path = SOURCE) -> Path:
+    """The shared library of the C++ file ``path`` for this machine (built once, cached by a hash)."""
+    source = path.read_bytes()
     flags = _FLAGS + (["-fopenmp"] if openmp else [])
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=60).stdout
     key = hashlib.sha256(b"\0".join([source, version.encode(), " ".join(flags).encode(),
                                      _cpu_signature().encode()])).hexdigest()[:16]
     folder = _cache_dir()
-    target = folder / f"linear_kernels-{key}.so"
+    target = folder / f"{path.stem}-{key}.so"
     if target.exists():
         return target
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".linear_kernels-", suffix=".so", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".so", dir=folder)
     os.close(fd)
     try:
-        result = subprocess.run([compiler, *flags, str(SOURCE), "-o", tmp], capture_output=True, text=True,
+        result = subprocess.run([compiler, *flags, str(path), "-o", tmp], capture_output=True, text=True,
                                 timeout=300)
         if result.returncode != 0:
             raise RuntimeError(f"{compiler} failed: {result.stderr.strip()[-2000:]}")
