@@ -121,6 +121,7 @@ class _Op:
     """One layer of the plan on time-major blocks ``[B, n, C]``; its streaming state lives at ``states[slot]``."""
 
     slot = -1
+    width = 1  # values per input row in its widest buffer (input, or output per input row)
     state_cls: tp.Type[StreamingState] = StreamingState
 
     def new_state(self, x: torch.Tensor) -> StreamingState:
@@ -164,12 +165,14 @@ class _Conv(_Op):
         self.dilation = int(conv.dilation[0])
         self.span = module.effective_kernel_size - 1
         self.left, self.right = module.paddings
+        self.width = max(self.cin, self.cout)
         self.act = act
         self.bias = None if conv.bias is None else conv.bias.detach().contiguous()
         # few output channels: one product with every tap side by side ([C_in, k * C_out]), then shifted sums
         self.stacked = self.k > 1 and self.cout * self.k <= 64
         if self.stacked:
             self.weight = weight.permute(1, 2, 0).reshape(self.cin, self.k * self.cout).contiguous()
+            self.few = weight.permute(0, 2, 1).contiguous()  # [C_out, k, C_in] for the native kernel
         else:
             self.taps = [weight[:, :, j].t().contiguous() for j in range(self.k)]  # [C_in, C_out] each
 
@@ -196,14 +199,15 @@ class _Conv(_Op):
     def _products(self, full: torch.Tensor, m: int, out: tp.Optional[torch.Tensor]) -> torch.Tensor:
         """Output rows ``[0, m)`` of ``full``; ``out`` (if given) holds the residual + bias to add to."""
         batch = full.shape[0]
+        accumulate = out is not None
         if out is None:
             out = full.new_empty(batch, m, self.cout)
-            if self.bias is not None and self.stacked:
-                out.copy_(self.bias.expand(batch, m, self.cout))
-            accumulate = False
-        else:
-            accumulate = True
         d = self.dilation
+        if self.stacked and all(codec_kernels.conv_few(full[b], self.few, d, None if accumulate else self.bias,
+                                                       out[b], accumulate) for b in range(batch)):
+            return out  # (the items share their layouts: the kernel takes all of them or none)
+        if not accumulate and self.bias is not None and self.stacked:
+            out.copy_(self.bias.expand(batch, m, self.cout))
         if not self.stacked and self.k == 1 and full.shape[1] == m and full.is_contiguous() and out.is_contiguous():
             rows, out2 = full.view(batch * m, self.cin), out.view(batch * m, self.cout)
             if accumulate:
@@ -285,6 +289,7 @@ class _ConvTr(_Op):
         self.bias = bias.contiguous()
         self.bias_rows = bias.repeat(self.s).contiguous()  # [s * C_out]
         self.trim_left, self.trim_right = module.paddings
+        self.width = max(self.cin, self.s * self.cout)
         self.act = act
 
     def new_state(self, x: torch.Tensor) -> _ConvTrState:
@@ -339,12 +344,16 @@ class _LSTM(_Op):
         if lstm.bidirectional or lstm.proj_size or not lstm.bias or lstm.batch_first:
             raise Unsupported("LSTM variant")
         self.skip, self.size, self.num_layers = module.skip, lstm.hidden_size, lstm.num_layers
+        self.width = 4 * self.size
         self.layers = []
         for layer in range(lstm.num_layers):
             w_ih = getattr(lstm, f"weight_ih_l{layer}").detach().contiguous()  # [4H, C]
             w_hh_t = getattr(lstm, f"weight_hh_l{layer}").detach().t().contiguous()  # [H, 4H]
             bias = (getattr(lstm, f"bias_ih_l{layer}") + getattr(lstm, f"bias_hh_l{layer}")).detach()
             self.layers.append((w_ih, w_hh_t, bias.contiguous(), bias[:, None].contiguous()))
+        # the recurrent weights in the layout of the native whole-layer kernel (None: per-step PyTorch products)
+        self.packed = [codec_kernels.pack_lstm_weight(getattr(lstm, f"weight_hh_l{layer}").detach())
+                       for layer in range(lstm.num_layers)]
 
     def new_state(self, x: torch.Tensor) -> _LSTMState:
         shape = (self.num_layers, x.shape[0], self.size)
@@ -368,8 +377,16 @@ class _LSTM(_Op):
         for layer in range(self.num_layers):
             gates_in = self._projection(layer_input.reshape(steps * batch, -1), layer)
             w_hh_t = self.layers[layer][1]
-            h, c = state.hidden[layer], state.cell[layer].clone()
+            packed = self.packed[layer]
             out = x.new_empty(steps, batch, size)
+            if packed is not None:  # every step in one native call
+                h, c = state.hidden[layer].clone(), state.cell[layer].clone()
+                codec_kernels.lstm_layer(gates_in.contiguous().view(steps, batch, 4 * size), packed, h, c, out)
+                hidden.append(h)
+                cell.append(c)
+                layer_input = out
+                continue
+            h, c = state.hidden[layer], state.cell[layer].clone()
             for t in range(steps):
                 gates = torch.addmm(gates_in[t * batch:(t + 1) * batch], h, w_hh_t)  # [B, 4H]
                 h = out[t]
@@ -419,6 +436,7 @@ class _Res(_Op):
         for conv in self.convs + ([self.shortcut] if self.shortcut is not None else []):
             slots(conv)
         self.channels = self.convs[-1].cout
+        self.width = max(conv.width for conv in self.convs)
 
     def new_state(self, x: torch.Tensor) -> _ResState:
         return _ResState(pending=x.new_empty(x.shape[0], 0, self.channels))
@@ -485,13 +503,14 @@ class DecoderPlan:
     Args:
         decoder: the decoder (its weights are read now: rebuild the plan when they change).
         frames_per_block: frames run at once through the layers up to the first transposed convolution.
-        rows_per_sub_block: rows (at that layer's output rate, per item) run at once through the remaining
-            layers (fewer and larger operations than per frame; buffers of a few MB).
+        values_per_piece: the remaining layers take their input in pieces of at most this many values (rows x
+            batch x the layer's widest row, at least one row): each layer's input and output stay in the CPU's
+            L2 cache for the next one, with few enough operations that their overhead stays small.
     Raises:
         Unsupported: a layer the plan cannot run.
     """
 
-    def __init__(self, decoder: SEANetDecoder, frames_per_block: int = 50, rows_per_sub_block: int = 256) -> None:
+    def __init__(self, decoder: SEANetDecoder, frames_per_block: int = 250, values_per_piece: int = 1 << 18) -> None:
         self.ops: tp.List[_Op] = []
         self.units: tp.List[_Op] = []
         act: tp.Optional[nn.Module] = None
@@ -520,7 +539,7 @@ class DecoderPlan:
         first_up = next((i for i, op in enumerate(self.ops) if isinstance(op, _ConvTr)), len(self.ops) - 1)
         self.split = first_up + 1
         self.frames_per_block = frames_per_block
-        self.rows_per_sub_block = rows_per_sub_block
+        self.values_per_piece = values_per_piece
         self.channels = decoder.channels
 
     def _slot(self, op: _Op) -> None:
@@ -539,17 +558,24 @@ class DecoderPlan:
         """Latent frames ``z [B, D, F]`` -> the final audio samples ``[B, channels, n]``."""
         x = z.transpose(1, 2)
         outs: tp.List[torch.Tensor] = []
-        sub = self.rows_per_sub_block
+        limits = [max(1, self.values_per_piece // op.width) for op in self.ops]
         for start in range(0, x.shape[1], self.frames_per_block):
             y = x[:, start:start + self.frames_per_block]
             for i, op in enumerate(self.ops[:self.split]):
                 y = op.step(states, y, i > 0)  # the caller's z is read, never written; later inputs are ours
-            for row in range(0, y.shape[1], sub):
-                w = y[:, row:row + sub]
-                for op in self.ops[self.split:]:
-                    w = op.step(states, w, True)
-                outs.append(w)
+            self._pieces(states, self.split, y, limits, outs)
         return self._audio(outs, z)
+
+    def _pieces(self, states: States, first: int, y: torch.Tensor, limits: tp.List[int],
+                outs: tp.List[torch.Tensor]) -> None:
+        """Run ``y`` through ``ops[first:]``, depth first: each layer's input cut in pieces of ``limits`` rows."""
+        for i in range(first, len(self.ops)):
+            if y.shape[1] > limits[i]:
+                for row in range(0, y.shape[1], limits[i]):
+                    self._pieces(states, i, y[:, row:row + limits[i]], limits, outs)
+                return
+            y = self.ops[i].step(states, y, True)
+        outs.append(y)
 
     def flush(self, states: States, z: torch.Tensor) -> tp.Optional[torch.Tensor]:
         """End of stream: the held-back samples ``[B, channels, n]``, None if no frame was decoded."""
