@@ -1,19 +1,33 @@
-"""Benchmark: decode 10 s of EnCodec codes, ours vs transformers' ``EncodecModel``.
+"""Benchmark: EnCodec decoding, ours vs transformers' ``EncodecModel`` on the same weights.
 
 Both models get the real MusicGen 32 kHz EnCodec sizes (``encodec_large_nq4_s640``: n_filters 64, dimension 128,
 ratios [8, 5, 4, 4], 2 LSTM layers, residual kernel 3, 4 x 2048 RVQ, weight norm, non-causal, constant padding)
-with random weights; ours are copied into the transformers model so that both compute the same function (the
-max abs difference of the outputs is printed). Repetitions alternate between the two; medians are reported, and
-the ratio ours / transformers is the last line (< 1: ours is faster).
+with random weights; ours are copied into the transformers model so that both compute the same function.
 
-    python benchmarks/encodec_decode.py [--seconds 10] [--reps 5] [--threads N]
+Rows (each a median of alternating repetitions, wall time and this process's CPU time):
+
+- ``ours`` : the model as ``MusicGen.get_pretrained`` gives it (decoder prepared by ``backends.prepare_codec``);
+- ``ours plain``: the plain PyTorch modules (no preparation);
+- ``transformers``: ``EncodecModel.decode``;
+- ``ours stream``: the incremental decoding of ``generate_stream(chunk_seconds=--chunk-seconds)`` (``with
+  model.streaming()``, ``decode`` of the frames received each time they complete the next chunk of audio, then
+  ``flush_decoder``), prepared decoder; ``ours plain stream`` likewise unprepared.
+
+For batch 1 and 4 (``--batches``); ``--seconds`` of codes (default 5). The max abs difference of each of our
+outputs to the plain one-shot decoding is printed; ``ratio`` lines give transformers / ours (> 1: ours faster).
+
+    python benchmarks/encodec_decode.py [--seconds 5] [--reps 5] [--threads N] [--batches 1,4] [--chunk-seconds 1]
 """
 from __future__ import annotations
 
 import argparse
+import copy
+import os
+import queue
 import re
 import statistics
 import time
+import types
 import typing as tp
 
 import torch
@@ -70,41 +84,78 @@ def copy_weights(ours: EncodecModel, hf: tp.Any) -> None:
     hf.load_state_dict(update, strict=False)
 
 
+def _stream(model: EncodecModel, codes: torch.Tensor, chunk_seconds: float) -> torch.Tensor:
+    """What ``generate_stream(chunk_seconds=...)`` does with the frames the LM reports one by one."""
+    from audiocraft.models.stream import _StreamDecoder
+    out: "queue.Queue[torch.Tensor]" = queue.Queue()
+    host = types.SimpleNamespace(compression_model=model, sample_rate=model.sample_rate,
+                                 frame_rate=model.frame_rate, device=codes.device)
+    decoder = _StreamDecoder(tp.cast(tp.Any, host), int(round(chunk_seconds * model.sample_rate)), out)
+    with model.streaming():
+        for frame in range(codes.shape[-1]):
+            decoder.on_frames(codes[..., frame:frame + 1])
+        decoder.finish()
+    return torch.cat(list(out.queue), dim=-1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    parser.add_argument("--batches", default="1,4")
+    parser.add_argument("--chunk-seconds", type=float, default=1.0,
+                        help="generate_stream's chunk_seconds for the streamed rows (default 1)")
+    parser.add_argument("--no-plain", action="store_true", help="leave out the unprepared rows")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    from audiocraft import backends
 
-    ours, hf = build_ours(), build_transformers()
-    copy_weights(ours, hf)
+    plain, hf = build_ours(), build_transformers()
+    copy_weights(plain, hf)
+    ours = copy.deepcopy(plain)
+    prepared = backends.prepare_codec(ours)
     frames = int(args.seconds * 50)
-    codes = torch.randint(0, 2048, (1, 4, frames), generator=torch.Generator().manual_seed(0))
+    batches = [int(b) for b in args.batches.split(",")]
+    reps = max(3, args.reps)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"threads {torch.get_num_threads()}, {args.seconds:g} s of codes ({frames} frames), stream chunks of "
+          f"{args.chunk_seconds:g} s, {reps} alternating reps, medians; decoder prepared: {prepared}; "
+          f"load average {load:.2f}", flush=True)
 
-    def run_ours() -> torch.Tensor:
-        return ours.decode(codes)
-
-    def run_hf() -> torch.Tensor:
-        return hf.decode(codes[None], [None]).audio_values
-
-    with torch.inference_mode():
-        a, b = run_ours(), run_hf()  # warm-up, and a check that both compute the same thing
-        print(f"output {list(a.shape)}; max |ours - transformers| = {(a - b).abs().max().item():.2e}")
-        times: tp.Dict[str, tp.List[float]] = {"ours": [], "transformers": []}
-        for _ in range(max(3, args.reps)):
-            for name, fn in (("ours", run_ours), ("transformers", run_hf)):
-                start = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - start)
-    med = {name: statistics.median(values) for name, values in times.items()}
-    print(f"threads {torch.get_num_threads()}, {args.seconds:g} s of codes ({frames} frames), "
-          f"{max(3, args.reps)} alternating reps, median:")
-    print(f"ours:         {med['ours']:.3f} s  (all: {', '.join(f'{t:.3f}' for t in times['ours'])})")
-    print(f"transformers: {med['transformers']:.3f} s  (all: {', '.join(f'{t:.3f}' for t in times['transformers'])})")
-    print(f"ratio ours / transformers: {med['ours'] / med['transformers']:.3f}")
+    for batch in batches:
+        codes = torch.randint(0, 2048, (batch, 4, frames), generator=torch.Generator().manual_seed(batch))
+        runs: tp.Dict[str, tp.Callable[[], torch.Tensor]] = {
+            "ours": lambda: ours.decode(codes),
+            "transformers": lambda: hf.decode(codes[None], [None]).audio_values,
+            "ours stream": lambda: _stream(ours, codes, args.chunk_seconds),
+        }
+        if not args.no_plain:
+            runs["ours plain"] = lambda: plain.decode(codes)
+            runs["ours plain stream"] = lambda: _stream(plain, codes, args.chunk_seconds)
+        times: tp.Dict[str, tp.List[tp.Tuple[float, float]]] = {name: [] for name in runs}
+        with torch.inference_mode():
+            reference = plain.decode(codes)
+            for name, fn in runs.items():  # warm-up, and a check that all compute the same thing
+                diff = (fn() - reference).abs().max().item()
+                print(f"  batch {batch} {name:18s} max |out - ours plain| = {diff:.2e}", flush=True)
+            for rep in range(reps):
+                order = list(runs) if rep % 2 == 0 else list(runs)[::-1]
+                for name in order:
+                    start, cpu = time.perf_counter(), time.process_time()
+                    runs[name]()
+                    times[name].append((time.perf_counter() - start, time.process_time() - cpu))
+        med = {name: (statistics.median(t[0] for t in v), statistics.median(t[1] for t in v))
+               for name, v in times.items()}
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        print(f"batch {batch}, {args.seconds:g} s (load average {load:.2f}):")
+        for name, (wall, cpu) in med.items():
+            print(f"  {name:18s} {1000 * wall:7.0f} ms wall, {1000 * cpu:7.0f} ms CPU  "
+                  f"(all wall: {', '.join(f'{1000 * t[0]:.0f}' for t in times[name])})")
+        for name in ("ours", "ours stream"):
+            print(f"  ratio transformers / {name} (batch {batch}): {med['transformers'][0] / med[name][0]:.2f} "
+                  f"wall, {med['transformers'][1] / med[name][1]:.2f} CPU")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ through three small entry points, so a new backend (a GPU path, a compiled path)
   decoding-step kernel);
 - **loading**: :func:`preparing` / :func:`prepare` turn a freshly loaded language model into its inference form for
   the device (CPU: packed linear weights in float32, bf16 or int8 and the native attention, see
-  :mod:`audiocraft.backends.cpu`; other devices: a dtype conversion);
+  :mod:`audiocraft.backends.cpu`; other devices: a dtype conversion); :func:`prepare_codec` does the same for a
+  compression model (CPU: the SEANet decoder run time-major on matrix products, :mod:`audiocraft.backends.cpu.codec`);
 - **threads**: :func:`threads`, the context manager around a generation (CPU: no idle OpenMP pool stays behind).
 
 Importing this package is light: the CPU backend is imported when first used.
@@ -24,7 +25,7 @@ from torch import nn
 from .attention import ATTENTION_BACKENDS, AttentionBackend, XFormersAttention, get_attention_backend
 
 __all__ = ["ATTENTION_BACKENDS", "AttentionBackend", "XFormersAttention", "get_attention_backend",
-           "check_inference_options", "prepare", "preparing", "Preparation", "threads"]
+           "check_inference_options", "prepare", "prepare_codec", "preparing", "Preparation", "threads"]
 
 
 def _on_cpu(device: tp.Union[str, torch.device]) -> bool:
@@ -68,6 +69,21 @@ def prepare(lm: nn.Module, dtype: tp.Optional[torch.dtype] = None, quantize: tp.
     return cpu.prepare(lm, dtype=dtype, quantize=quantize, pack=pack, release_sources=release_sources)
 
 
+def prepare_codec(model: nn.Module) -> bool:
+    """Put a compression model in its inference form for the device it is on, in place; returns whether anything
+    changed. CPU: each SEANet decoder decodes through :mod:`audiocraft.backends.cpu.codec` (same parameters and
+    results within float round-off, faster, memory bounded by blocks; training keeps the plain modules). Other
+    devices: nothing to do."""
+    params = list(model.parameters())
+    if not params or not _on_cpu(params[0].device):
+        return False
+    from .cpu.codec import prepare_decoder
+    prepared = False
+    for module in list(model.modules()):
+        prepared = prepare_decoder(module) or prepared
+    return prepared
+
+
 class Preparation:
     """What :func:`preparing` yields: hooks for the loader (``on_state_loaded``) and :meth:`prepare`."""
 
@@ -90,6 +106,11 @@ class Preparation:
     def prepare(self, lm: nn.Module) -> nn.Module:
         """:func:`prepare` of the loaded LM (its memory-mapped checkpoint pages released once packed)."""
         return prepare(lm, dtype=self.dtype, quantize=self.quantize, pack=self.pack, release_sources=True)
+
+    def prepare_codec(self, model: nn.Module) -> nn.Module:
+        """:func:`prepare_codec` of the loaded compression model; returns it."""
+        prepare_codec(model)
+        return model
 
 
 @contextlib.contextmanager

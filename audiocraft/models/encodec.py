@@ -155,7 +155,8 @@ class CompressionModel(ABC, StreamingModule):
 
         ``name`` may be ``'debug_compression_model'`` (tiny random model), an existing local checkpoint file or
         folder (Audiocraft export format), or a transformers EnCodec hub id such as ``'facebook/encodec_32khz'``
-        (wrapped in ``HFEncodecCompressionModel``).
+        (wrapped in ``HFEncodecCompressionModel``). On CPU the SEANet decoder is prepared for inference
+        (:func:`audiocraft.backends.prepare_codec`: same results, faster).
         """
         from . import loaders
         from .builders import get_debug_compression_model
@@ -178,7 +179,10 @@ class CompressionModel(ABC, StreamingModule):
                 raise OSError(f"could not load the compression model {name!r} as a transformers EncodecModel "
                               f"(not a local path either): {err}") from err
             model = HFEncodecCompressionModel(hf_model)
-        return model.to(device).eval()
+        model = model.to(device).eval()
+        from .. import backends
+        backends.prepare_codec(model)  # CPU: the fast SEANet decoding (audiocraft/backends/cpu/codec.py)
+        return model
 
 
 # ---------------------------------------------------------------------------------------------- EnCodec

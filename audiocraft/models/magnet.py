@@ -94,6 +94,7 @@ class MAGNeT(BaseGenModel):
                 self_wav: tp.Any = conditioners["self_wav"]
                 self_wav.match_len_on_eval = True
             preparation.prepare(lm)
+            preparation.prepare_codec(compression_model)
         return MAGNeT(name, compression_model, lm)
 
     def set_generation_params(self, use_sampling: bool = True, top_k: int = 0, top_p: float = 0.9,

@@ -87,6 +87,7 @@ class MusicGen(BaseGenModel):
                 compression_model = get_debug_compression_model(device)
                 lm = get_debug_lm_model(device)
                 backends.prepare(lm, dtype=dtype, quantize=quantize, pack=pack)
+                preparation.prepare_codec(compression_model)
                 return MusicGen(name, compression_model, lm, max_duration=30)
             if name in _HF_MODEL_CHECKPOINTS_MAP:
                 warnings.warn("MusicGen pretrained model relying on deprecated checkpoint mapping. "
@@ -103,6 +104,7 @@ class MusicGen(BaseGenModel):
                 chroma._use_masking = False
                 chroma.stem_separation = stem_separation
             preparation.prepare(lm)
+            preparation.prepare_codec(compression_model)
         return MusicGen(name, compression_model, lm)
 
     def set_generation_params(self, use_sampling: bool = True, top_k: int = 250, top_p: float = 0.0,

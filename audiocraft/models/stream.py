@@ -1,9 +1,11 @@
 """Streaming audio output: yield audio chunks while tokens are still being generated.
 
-The LM runs in a worker thread. Each block of newly completed frames it reports (``on_frames``) is decoded at
-once by the EnCodec decoder in streaming mode, which returns exactly the samples no later frame can change
-(see ``audiocraft/models/encodec.py``); the main thread yields them in chunks of ``chunk_seconds``. The tokens are
-those of ``generate``; the concatenated chunks equal ``generate_audio(tokens)`` within float round-off (~1e-6).
+The LM runs in a worker thread. The newly completed frames it reports (``on_frames``) are decoded by the EnCodec
+decoder in streaming mode, which returns exactly the samples no later frame can change (see
+``audiocraft/models/encodec.py``), as soon as they complete the next chunk of ``chunk_seconds`` (one decoding call
+per chunk; by quarter chunks before the first one); the main thread yields the audio in chunks of
+``chunk_seconds``. The tokens are those of ``generate``; the concatenated chunks equal ``generate_audio(tokens)``
+within float round-off (~1e-6).
 """
 from __future__ import annotations
 
@@ -48,11 +50,24 @@ def generate_stream(model: "BaseGenModel", descriptions: tp.List[tp.Optional[str
 
 
 class _StreamDecoder:
-    """Decodes the frames the LM reports, in blocks, with the codec in streaming mode, into ``out``."""
+    """Decodes the frames the LM reports with the codec in streaming mode, into ``out``.
 
-    def __init__(self, model: "BaseGenModel", block: int, out: "queue.Queue[tp.Any]") -> None:
-        self.model, self.block, self.out = model, block, out
+    After the first chunk, the frames wait until, decoded, they complete the next chunk of ``chunk`` samples (the
+    codec holds back its look-ahead, ``streaming_delay`` samples), then all of them are decoded in one call: no
+    earlier call would let that chunk out sooner, and each call reads the codec's weights once per chunk. Before
+    the first chunk, frames are decoded by quarter chunks as they come, so that when the first chunk's last frame
+    arrives only a quarter chunk is left to decode (time to first audio).
+    """
+
+    def __init__(self, model: "BaseGenModel", chunk: int, out: "queue.Queue[tp.Any]") -> None:
+        self.model, self.chunk, self.out = model, chunk, out
+        self.hop = max(1, int(round(model.sample_rate / model.frame_rate)))
+        self.delay = int(getattr(model.compression_model, "streaming_delay", 0))
+        self.early_block = max(1, int(round(chunk / self.hop / 4)))  # frames per decode before the first chunk
         self.waiting: tp.List[torch.Tensor] = []
+        self.pending = 0  # frames waiting
+        self.received = 0  # frames received (decoded or waiting)
+        self.due = chunk  # samples of audio the next decode must complete
 
     def decode(self, frames: torch.Tensor) -> None:
         if frames.shape[-1] == 0:
@@ -64,14 +79,23 @@ class _StreamDecoder:
 
     def on_frames(self, frames: torch.Tensor) -> None:
         self.waiting.append(frames)
-        if sum(f.shape[-1] for f in self.waiting) >= self.block:
-            self.decode(torch.cat(self.waiting, dim=-1))
+        self.received += frames.shape[-1]
+        self.pending += frames.shape[-1]
+        ready = self.received * self.hop - self.delay  # samples out once every frame received is decoded
+        first = self.due == self.chunk
+        if ready >= self.due or (first and self.pending >= self.early_block):
+            self.decode(self.waiting[0] if len(self.waiting) == 1 else torch.cat(self.waiting, dim=-1))
             self.waiting.clear()
+            self.pending = 0
+            if ready >= self.due:
+                self.due += self.chunk * ((ready - self.due) // self.chunk + 1)
 
     def finish(self) -> None:
         """Decode what is left, then the codec's look-ahead tail (``flush_decoder``)."""
         if self.waiting:
             self.decode(torch.cat(self.waiting, dim=-1))
+            self.waiting.clear()
+            self.pending = 0
         with torch.no_grad():
             flush: tp.Any = getattr(self.model.compression_model, "flush_decoder")
             tail = flush()
@@ -119,15 +143,15 @@ def stream_audio(model: "BaseGenModel", run: tp.Callable[["GenerationOptions"], 
     out: "queue.Queue[tp.Any]" = queue.Queue()
     stop = CancelToken()
     options.cancel = _either(stop, options.cancel)
-    # Decoding one frame per call is costly for the real codec: decode blocks of a quarter chunk.
-    decoder = _StreamDecoder(model, max(1, int(round(chunk_seconds * model.frame_rate / 4))), out)
+    chunk = max(1, int(round(chunk_seconds * model.sample_rate)))
+    decoder = _StreamDecoder(model, chunk, out)
     options.on_frames = decoder.on_frames
 
     def worker() -> None:
         try:
             with model.compression_model.streaming():
                 if prompt_tokens is not None:
-                    decoder.decode(prompt_tokens)
+                    decoder.on_frames(prompt_tokens)
                 run(options)
                 decoder.finish()
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread
@@ -139,7 +163,7 @@ def stream_audio(model: "BaseGenModel", run: tp.Callable[["GenerationOptions"], 
         thread = threading.Thread(target=worker, name="musicgen-stream", daemon=True)
         thread.start()
         try:
-            yield from _chunks(out, max(1, int(round(chunk_seconds * model.sample_rate))))
+            yield from _chunks(out, chunk)
         finally:
             stop.cancel()
             thread.join()

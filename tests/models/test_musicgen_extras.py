@@ -124,6 +124,20 @@ def test_stream_equals_generate_and_arrives_early(small):
     assert first_step_seen < total * 0.6  # the first audio came while generation was still running
 
 
+def test_stream_decodes_once_per_chunk_as_soon_as_it_is_complete(small, monkeypatch):
+    """0.25 s chunks = 8000 samples; the codec returns 640 samples per frame minus its 2402-sample look-ahead:
+    chunk k needs ceil((8000 k + 2402) / 640) frames: 17, 29, 42, then the flush (1 s = 50 frames). Before the first
+    chunk, frames are decoded by quarter chunks (3 frames) to leave little to decode when its last frame comes."""
+    small.set_generation_params(use_sampling=False, duration=1.0)
+    codec = small.compression_model
+    blocks = []
+    decode = codec.decode
+    monkeypatch.setattr(codec, "decode", lambda codes, scale=None: blocks.append(codes.shape[-1]) or decode(codes))
+    chunks = list(small.generate_stream(TEXTS, chunk_seconds=0.25))
+    assert blocks == [3, 3, 3, 3, 3, 2, 12, 13, 8]
+    assert [c.shape[-1] for c in chunks] == [8000] * 4
+
+
 def test_stream_continuation_includes_prompt(small):
     g = load_golden("generate_continuation")
     small.set_generation_params(**g["meta"]["set_generation_params"])

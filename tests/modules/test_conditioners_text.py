@@ -63,6 +63,26 @@ def test_t5_embeds_match_golden(t5_conditioner, t5_golden, repo, key):
     assert embeds[1, 13:].abs().sum() == 0  # padding positions are zeroed
 
 
+def test_t5_skips_rows_without_tokens(t5_conditioner, t5_golden, monkeypatch):
+    """The unconditional rows of classifier-free guidance (None / '') are not encoded: zeros, as if they were."""
+    t5_conditioner.load_state_dict(conditioner_state(SMALL, "description"))
+    texts = t5_golden["meta"]["texts"]
+    tokens = t5_conditioner.tokenize([texts[0], None, texts[1], ""])
+    seen = []
+    encoder = t5_conditioner.t5
+    monkeypatch.setitem(t5_conditioner.__dict__, "t5", lambda **kw: seen.append(kw["input_ids"].shape) or encoder(**kw))
+    with torch.no_grad():
+        embeds, mask = t5_conditioner(tokens)
+    assert seen == [(2, 15)]  # only the two texts went through T5
+    assert torch.equal(mask, tokens["attention_mask"]) and embeds.shape == (4, 15, 64)
+    assert embeds[[1, 3]].abs().sum() == 0
+    assert (embeds[[0, 2]] - t5_golden["small_embeds"]).abs().max() <= 1e-5
+    seen.clear()
+    with torch.no_grad():
+        empty, _ = t5_conditioner(t5_conditioner.tokenize([None, ""]))  # nothing to encode: the plain path
+    assert seen == [(2, 1)] and empty.abs().sum() == 0
+
+
 def test_t5_word_dropout_only_in_training(t5_conditioner):
     text = "80s pop track with bassy drums and synth"
     conditioner = T5Conditioner("t5-base", output_dim=8, finetune=False, device="cpu", word_dropout=0.5).eval()

@@ -69,21 +69,25 @@ def _cpu_signature() -> str:
     return f"{platform.machine()} {platform.system()} {flags}"
 
 
-def _build(compiler: str, openmp: bool) -> Path:
-    sources = [path.read_bytes() for path in SOURCES + HEADERS]
+def _build(compiler: str, openmp: bool, paths: tp.Sequence[Path] = SOURCES,
+           headers: tp.Sequence[Path] = HEADERS) -> Path:
+    """The shared library of the C++ files ``paths`` (which include ``headers``) for this machine, built once and
+    cached under a hash of the sources, headers, compiler and flags; named after the first file."""
+    sources = [path.read_bytes() for path in (*paths, *headers)]
+    stem = paths[0].stem
     flags = _FLAGS + (["-fopenmp"] if openmp else [])
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=60).stdout
     key = hashlib.sha256(b"\0".join([*sources, version.encode(), " ".join(flags).encode(),
                                      _cpu_signature().encode()])).hexdigest()[:16]
     folder = _cache_dir()
-    target = folder / f"linear_kernels-{key}.so"
+    target = folder / f"{stem}-{key}.so"
     if target.exists():
         return target
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".linear_kernels-", suffix=".so", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem}-", suffix=".so", dir=folder)
     os.close(fd)
     try:
-        result = subprocess.run([compiler, *flags, *map(str, SOURCES), "-o", tmp], capture_output=True,
+        result = subprocess.run([compiler, *flags, *map(str, paths), "-o", tmp], capture_output=True,
                                 text=True, timeout=300)
         if result.returncode != 0:
             raise RuntimeError(f"{compiler} failed: {result.stderr.strip()[-2000:]}")

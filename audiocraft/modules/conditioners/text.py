@@ -174,7 +174,18 @@ class T5Conditioner(TextConditioner):
     def forward(self, inputs: tp.Mapping[str, torch.Tensor]) -> ConditionType:
         """{'input_ids', 'attention_mask'} [B, L] -> (embeds [B, L, output_dim] zero on padding, mask [B, L] int64)."""
         mask = inputs["attention_mask"]
-        with torch.set_grad_enabled(self.finetune), self._autocast():
-            hidden = self.t5(**inputs).last_hidden_state  # [B, L, dim]
-        embeds = self.output_proj(hidden.to(self.output_proj.weight))
-        return embeds * mask.unsqueeze(-1), mask
+        rows = mask.any(dim=-1)
+        if self.finetune or bool(rows.all()) or not bool(rows.any()):
+            with torch.set_grad_enabled(self.finetune), self._autocast():
+                hidden = self.t5(**inputs).last_hidden_state  # [B, L, dim]
+            embeds = self.output_proj(hidden.to(self.output_proj.weight))
+            return embeds * mask.unsqueeze(-1), mask
+        # Rows without any token (None / empty texts: the unconditional half of classifier-free guidance) come out
+        # as zeros whatever T5 computes for them: only the other rows go through the encoder.
+        keep = rows.nonzero().squeeze(1)
+        with torch.no_grad(), self._autocast():
+            hidden = self.t5(**{k: v.index_select(0, keep) for k, v in inputs.items()}).last_hidden_state
+        kept = self.output_proj(hidden.to(self.output_proj.weight)) * mask.index_select(0, keep).unsqueeze(-1)
+        embeds = kept.new_zeros(mask.shape + kept.shape[-1:])
+        embeds.index_copy_(0, keep, kept)
+        return embeds, mask
