@@ -159,6 +159,14 @@ def _t5_for_transformers(spec: cfgs.LMSpec, finetuned: weights.StateDict) -> tp.
     return config, state
 
 
+def _composite_config(cls: tp.Any, text_encoder: tp.Any, audio_encoder: tp.Any, decoder: tp.Any,
+                      **kwargs: tp.Any) -> tp.Any:
+    """A MusicGen config from its three sub-configs. Passed as dicts, the one form transformers 4.x
+    (``from_sub_models_config``) and 5.x (which removed that method) both accept."""
+    return cls(text_encoder=text_encoder.to_dict(), audio_encoder=audio_encoder.to_dict(), decoder=decoder.to_dict(),
+               **kwargs)
+
+
 def _write_processor(folder: Path, spec: cfgs.LMSpec, t5_name: str, sample_rate: int, channels: int) -> None:
     from transformers import EncodecFeatureExtractor, MusicgenProcessor, T5Tokenizer
     tokenizer = T5Tokenizer.from_pretrained(t5_name)
@@ -218,13 +226,13 @@ def to_transformers(source: PathLike, out_dir: PathLike, overwrite: bool = False
                               decoder_start_token_id=spec.card, audio_channels=1)
         model_cls: tp.Any
         if spec.melody is None:
-            config: tp.Any = MusicgenConfig.from_sub_models_config(
-                t5_config, audio_config, MusicgenDecoderConfig(**decoder_kwargs))
+            config: tp.Any = _composite_config(MusicgenConfig, t5_config, audio_config,
+                                               MusicgenDecoderConfig(**decoder_kwargs))
             model_cls = MusicgenForConditionalGeneration
         else:
-            config = MusicgenMelodyConfig.from_sub_models_config(
-                t5_config, audio_config, MusicgenMelodyDecoderConfig(**decoder_kwargs),
-                num_chroma=spec.melody.n_chroma, chroma_length=spec.melody.chroma_len)
+            config = _composite_config(MusicgenMelodyConfig, t5_config, audio_config,
+                                       MusicgenMelodyDecoderConfig(**decoder_kwargs),
+                                       num_chroma=spec.melody.n_chroma, chroma_length=spec.melody.chroma_len)
             model_cls = MusicgenMelodyForConditionalGeneration
         state = {**lm_state, **{weights.AUDIO_PREFIX + k: v for k, v in codec_state.items()},
                  **{weights.TEXT_PREFIX + k: v for k, v in t5_state.items()}}
@@ -299,6 +307,16 @@ def _read_json(path: Path) -> tp.Dict[str, tp.Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def _feature_extractor_config(folder: Path) -> tp.Dict[str, tp.Any]:
+    """The feature extractor's settings: ``preprocessor_config.json`` (transformers 4.x, and ours), else the
+    ``feature_extractor`` entry of ``processor_config.json`` (where transformers 5.x saves a processor)."""
+    legacy = _read_json(folder / "preprocessor_config.json")
+    if legacy:
+        return legacy
+    nested = _read_json(folder / "processor_config.json").get("feature_extractor", {})
+    return nested if isinstance(nested, dict) else {}
+
+
 _OptionalCfg = tp.Optional[omegaconf.DictConfig]
 
 
@@ -355,7 +373,7 @@ def from_transformers(source: PathLike, out_dir: PathLike, overwrite: bool = Fal
         raise ConversionError(f"'{source}' is a {config.model_type!r} model: only 'musicgen' and 'musicgen_melody' "
                               "convert")
     generation = _read_json(folder / "generation_config.json")
-    n_fft = _read_json(folder / "preprocessor_config.json").get("n_fft", 2 ** 14)
+    n_fft = _feature_extractor_config(folder).get("n_fft", 2 ** 14)
     radix2_exp = int(round(math.log2(n_fft)))
     name = _t5_name(config, t5_name)
     spec = cfgs.lm_spec_from_transformers(config, generation, name, keep_t5, radix2_exp)
