@@ -17,6 +17,35 @@ from .tokenizers import NounsTokenizer, Tokenizer, WhiteSpaceTokenizer
 logger = logging.getLogger(__name__)
 
 
+def _load_t5_tokenizer(tokenizer_cls: tp.Any, name: str) -> tp.Any:
+    """``tokenizer_cls.from_pretrained(name)``, naming the missing package when it fails for want of one.
+
+    T5 repositories hold a SentencePiece model (``spiece.model``). transformers 4.x reads it with sentencepiece;
+    5.x converts it to its ``tokenizers`` form with sentencepiece and protobuf and, when either is missing, tries
+    a tiktoken reader instead, which fails with a message about tiktoken, not about the real cause."""
+    try:
+        return tokenizer_cls.from_pretrained(name)
+    except (ImportError, ValueError, OSError) as err:
+        missing = _missing_sentencepiece_packages()
+        if not missing:
+            raise
+        packages = " ".join(missing)
+        raise ImportError(f"cannot load the tokenizer of {name!r}: T5's SentencePiece tokenizer needs {packages} "
+                          f"(pip install {packages}); transformers said: {err}") from err
+
+
+def _missing_sentencepiece_packages() -> tp.List[str]:
+    """Which of the packages reading ``spiece.model`` (sentencepiece, protobuf) cannot be imported."""
+    import importlib
+    missing = []
+    for package, module in (("sentencepiece", "sentencepiece"), ("protobuf", "google.protobuf")):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(package)
+    return missing
+
+
 class LUTConditioner(TextConditioner):
     """Embedding table over hashed words (see :mod:`.tokenizers`), then ``output_proj``.
 
@@ -123,7 +152,7 @@ class T5Conditioner(TextConditioner):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                self.t5_tokenizer = T5Tokenizer.from_pretrained(name)
+                self.t5_tokenizer = _load_t5_tokenizer(T5Tokenizer, name)
                 t5 = T5EncoderModel.from_pretrained(name).train(mode=finetune)
         finally:
             logging.disable(previous)
