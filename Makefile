@@ -38,11 +38,11 @@ $(STAMP): setup.py requirements.txt
 
 install: $(STAMP)
 
-# transformers 4.x with the huggingface_hub it accepts (0.x); no gradio (its newest versions need huggingface_hub 1.x).
+# transformers 4.x with the huggingface_hub it accepts (0.x), and only what its tests need (the 'test' extra).
 $(STAMP4): setup.py requirements.txt
 	test -x $(PY4) || $(PYTHON) -m venv $(VENV4)
 	$(call install_torch,$(PY4) -m pip)
-	$(PY4) -m pip install -q -e '.[dev]' 'transformers>=4.40,<5'
+	$(PY4) -m pip install -q -e '.[test]' 'transformers>=4.40,<5'
 	$(PY4) -m pip check
 	touch $(STAMP4)
 

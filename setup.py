@@ -21,9 +21,11 @@ def _requirements() -> list:
     return [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
 
 
+TEST = ["pytest>=7", "hypothesis>=6"]  # enough for the transformers-dependent tests (make test-transformers4)
 EXTRAS = {
-    "dev": [
-        "pytest>=7", "hypothesis>=6", "flake8>=6", "mypy>=1.5",
+    "test": TEST,
+    "dev": TEST + [
+        "flake8>=6", "mypy>=1.5",
         "nbclient>=0.9", "nbformat>=5.9", "ipykernel>=6.25", "playwright>=1.40", "psutil>=5.9",
     ],
     "xformers": ["xformers"],
