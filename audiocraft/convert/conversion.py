@@ -219,11 +219,12 @@ def to_transformers(source: PathLike, out_dir: PathLike, overwrite: bool = False
             [spec.n_q, codec_n_q], frame_rate, spec.card), **codec_kwargs)
         if audio_config.num_quantizers != codec_n_q:
             raise ConversionError(f"cannot express {codec_n_q} codebooks as a transformers EnCodec bandwidth")
-        decoder_kwargs = dict(vocab_size=spec.card, hidden_size=spec.dim, num_hidden_layers=spec.num_layers,
-                              num_attention_heads=spec.num_heads, ffn_dim=spec.ffn_dim, num_codebooks=spec.n_q,
-                              activation_function=spec.activation, dropout=spec.dropout, attention_dropout=0.0,
-                              activation_dropout=0.0, pad_token_id=spec.card, bos_token_id=spec.card,
-                              decoder_start_token_id=spec.card, audio_channels=1)
+        decoder_kwargs: tp.Dict[str, tp.Any] = dict(
+            vocab_size=spec.card, hidden_size=spec.dim, num_hidden_layers=spec.num_layers,
+            num_attention_heads=spec.num_heads, ffn_dim=spec.ffn_dim, num_codebooks=spec.n_q,
+            activation_function=spec.activation, dropout=spec.dropout, attention_dropout=0.0,
+            activation_dropout=0.0, pad_token_id=spec.card, bos_token_id=spec.card,
+            decoder_start_token_id=spec.card, audio_channels=1)
         model_cls: tp.Any
         if spec.melody is None:
             config: tp.Any = _composite_config(MusicgenConfig, t5_config, audio_config,

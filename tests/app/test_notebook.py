@@ -110,3 +110,44 @@ def test_install_cell_clones_repo_url(not_installed, tmp_path):
     assert not_installed == [["git", "clone", "-q", "https://example.org/me/musicgen.git", str(clone)],
                              [sys.executable, "-m", "pip", "install", "-q", "-e", str(clone)]]
     assert Path(os.getcwd()) == clone
+
+
+def test_jupyter_notebook_command_serves_the_demo(tmp_path):
+    """The README's `jupyter notebook demo.ipynb` (the 'notebook' extra) starts and serves the notebook."""
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    jupyter = shutil.which("jupyter", path=str(Path(sys.executable).parent))
+    if jupyter is None or shutil.which("jupyter-notebook", path=str(Path(sys.executable).parent)) is None:
+        pytest.skip("jupyter notebook is not installed (the 'notebook' extra)")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    token = "musicgen-test"
+    command = [jupyter, "notebook", "demo.ipynb", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
+               f"--IdentityProvider.token={token}"] + (["--allow-root"] if os.geteuid() == 0 else [])
+    env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), JUPYTER_CONFIG_DIR=str(tmp_path / "config"))
+    base = f"http://127.0.0.1:{port}"
+    with open(tmp_path / "server.log", "w") as log:
+        server = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
+            try:
+                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=5)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "jupyter notebook did not answer within 180 s"
+                time.sleep(1)
+        with urllib.request.urlopen(f"{base}/notebooks/demo.ipynb?token={token}", timeout=30) as page:
+            assert page.status == 200
+        with urllib.request.urlopen(f"{base}/api/contents/demo.ipynb?content=0&token={token}", timeout=30) as answer:
+            assert '"type": "notebook"' in answer.read().decode()
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
