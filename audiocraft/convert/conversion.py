@@ -42,6 +42,9 @@ LM_FILENAME = "state_dict.bin"
 COMPRESSION_FILENAME = "compression_state_dict.bin"
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                  "pytorch_model.bin.index.json")
+# Older transformers keep MusicGen's sinusoidal positions as weights (until 4.51) and EnCodec's old weight_norm
+# names (until 4.44): their classes expect other state dicts. The rest of the package runs on 4.40.
+MIN_TRANSFORMERS = "4.52"
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -55,6 +58,20 @@ def _quiet_transformers() -> tp.Iterator[None]:
         yield
     finally:
         hf_logging.set_verbosity(previous)
+
+
+def _transformers_version() -> str:
+    from importlib import metadata
+    return metadata.version("transformers")
+
+
+def _check_transformers() -> None:
+    """Refuse a transformers older than :data:`MIN_TRANSFORMERS`, saying which is installed."""
+    from packaging.version import Version
+    installed = _transformers_version()
+    if Version(installed) < Version(MIN_TRANSFORMERS):
+        raise ConversionError(f"converting to / from transformers needs transformers >= {MIN_TRANSFORMERS}, "
+                              f"installed: {installed} (pip install -U 'transformers>={MIN_TRANSFORMERS}')")
 
 
 def _check_output(out_dir: PathLike, overwrite: bool, sources: tp.Sequence[PathLike]) -> Path:
@@ -197,6 +214,7 @@ def to_transformers(source: PathLike, out_dir: PathLike, overwrite: bool = False
         ConversionError: unsupported model or options, inconsistent checkpoint, or ``out_dir`` not empty.
         FileNotFoundError, audiocraft.utils.checkpoint_io.CheckpointError: unreadable checkpoint.
     """
+    _check_transformers()
     _check_output(out_dir, overwrite, [source])
     lm_pkg, codec_pkg = _load_audiocraft(source)
     spec = cfgs.lm_spec_from_cfg(_xp_cfg(lm_pkg, f"'{LM_FILENAME}'"))
@@ -363,6 +381,7 @@ def from_transformers(source: PathLike, out_dir: PathLike, overwrite: bool = Fal
     from .. import __version__
     from ..models.builders import get_compression_model
     from ..utils.checkpoint_io import load_state_dict_checked
+    _check_transformers()
     folder = _transformers_folder(source)
     _check_output(out_dir, overwrite, [folder])
     with _quiet_transformers():

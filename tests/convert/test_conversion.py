@@ -509,3 +509,16 @@ def test_cli_usage_errors_exit_2(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["to-transformers", "only-one-argument"])
     assert exc.value.code == 2
+
+
+def test_transformers_older_than_the_minimum_is_refused(monkeypatch, small_hf, tmp_path):
+    """transformers before 4.52 keeps other MusicGen / EnCodec state dicts: the conversion says what to install."""
+    from audiocraft.convert import conversion
+    monkeypatch.setattr(conversion, "_transformers_version", lambda: "4.51.3")
+    message = (r"converting to / from transformers needs transformers >= 4\.52, installed: 4\.51\.3 "
+               r"\(pip install -U 'transformers>=4\.52'\)")
+    with pytest.raises(ConversionError, match=message):
+        to_transformers("facebook/musicgen-small", tmp_path / "hf")
+    with pytest.raises(ConversionError, match=message):
+        from_transformers(small_hf, tmp_path / "back")
+    assert not (tmp_path / "hf").exists() and not (tmp_path / "back").exists()
