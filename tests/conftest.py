@@ -42,9 +42,9 @@ def hf_cache_dir() -> Path:
 FAKES_DIR = Path(__file__).parent / "fakes"
 
 # The part of the suite that depends on transformers / huggingface_hub (T5 conditioner, conversion to and from
-# transformers, checkpoint loaders, generation parity with the goldens, transformers' EnCodec). Its tests get
-# the marker `transformers`: `make test-transformers4` runs them (`pytest -m transformers`) in a second
-# environment with transformers 4.x, while `make test` runs everything with the newest versions.
+# transformers, checkpoint loaders, MusicGen / MAGNeT generation parity with the goldens, transformers' EnCodec).
+# Its tests get the marker `transformers`: `make test-transformers4` runs them (`pytest -m transformers`) in a
+# second environment with transformers 4.x, while `make test` runs everything with the newest versions.
 TRANSFORMERS_TESTS = (  # files, or folders ending in '/'
     "convert/",
     "modules/test_conditioners_text.py",
@@ -53,6 +53,7 @@ TRANSFORMERS_TESTS = (  # files, or folders ending in '/'
     "models/test_loaders.py",
     "models/test_encodec.py",
     "models/test_musicgen.py",
+    "models/test_magnet.py",
     "hardening/test_safe_loading.py",
 )
 
