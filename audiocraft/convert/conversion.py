@@ -42,6 +42,9 @@ LM_FILENAME = "state_dict.bin"
 COMPRESSION_FILENAME = "compression_state_dict.bin"
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                  "pytorch_model.bin.index.json")
+# Older transformers keep MusicGen's sinusoidal positions as weights (until 4.51) and EnCodec's old weight_norm
+# names (until 4.44): their classes expect other state dicts. The rest of the package runs on 4.40.
+MIN_TRANSFORMERS = "4.52"
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -55,6 +58,20 @@ def _quiet_transformers() -> tp.Iterator[None]:
         yield
     finally:
         hf_logging.set_verbosity(previous)
+
+
+def _transformers_version() -> str:
+    from importlib import metadata
+    return metadata.version("transformers")
+
+
+def _check_transformers() -> None:
+    """Refuse a transformers older than :data:`MIN_TRANSFORMERS`, saying which is installed."""
+    from packaging.version import Version
+    installed = _transformers_version()
+    if Version(installed) < Version(MIN_TRANSFORMERS):
+        raise ConversionError(f"converting to / from transformers needs transformers >= {MIN_TRANSFORMERS}, "
+                              f"installed: {installed} (pip install -U 'transformers>={MIN_TRANSFORMERS}')")
 
 
 def _check_output(out_dir: PathLike, overwrite: bool, sources: tp.Sequence[PathLike]) -> Path:
@@ -159,6 +176,14 @@ def _t5_for_transformers(spec: cfgs.LMSpec, finetuned: weights.StateDict) -> tp.
     return config, state
 
 
+def _composite_config(cls: tp.Any, text_encoder: tp.Any, audio_encoder: tp.Any, decoder: tp.Any,
+                      **kwargs: tp.Any) -> tp.Any:
+    """A MusicGen config from its three sub-configs. Passed as dicts, the one form transformers 4.x
+    (``from_sub_models_config``) and 5.x (which removed that method) both accept."""
+    return cls(text_encoder=text_encoder.to_dict(), audio_encoder=audio_encoder.to_dict(), decoder=decoder.to_dict(),
+               **kwargs)
+
+
 def _write_processor(folder: Path, spec: cfgs.LMSpec, t5_name: str, sample_rate: int, channels: int) -> None:
     from transformers import EncodecFeatureExtractor, MusicgenProcessor, T5Tokenizer
     tokenizer = T5Tokenizer.from_pretrained(t5_name)
@@ -189,6 +214,7 @@ def to_transformers(source: PathLike, out_dir: PathLike, overwrite: bool = False
         ConversionError: unsupported model or options, inconsistent checkpoint, or ``out_dir`` not empty.
         FileNotFoundError, audiocraft.utils.checkpoint_io.CheckpointError: unreadable checkpoint.
     """
+    _check_transformers()
     _check_output(out_dir, overwrite, [source])
     lm_pkg, codec_pkg = _load_audiocraft(source)
     spec = cfgs.lm_spec_from_cfg(_xp_cfg(lm_pkg, f"'{LM_FILENAME}'"))
@@ -211,20 +237,21 @@ def to_transformers(source: PathLike, out_dir: PathLike, overwrite: bool = False
             [spec.n_q, codec_n_q], frame_rate, spec.card), **codec_kwargs)
         if audio_config.num_quantizers != codec_n_q:
             raise ConversionError(f"cannot express {codec_n_q} codebooks as a transformers EnCodec bandwidth")
-        decoder_kwargs = dict(vocab_size=spec.card, hidden_size=spec.dim, num_hidden_layers=spec.num_layers,
-                              num_attention_heads=spec.num_heads, ffn_dim=spec.ffn_dim, num_codebooks=spec.n_q,
-                              activation_function=spec.activation, dropout=spec.dropout, attention_dropout=0.0,
-                              activation_dropout=0.0, pad_token_id=spec.card, bos_token_id=spec.card,
-                              decoder_start_token_id=spec.card, audio_channels=1)
+        decoder_kwargs: tp.Dict[str, tp.Any] = dict(
+            vocab_size=spec.card, hidden_size=spec.dim, num_hidden_layers=spec.num_layers,
+            num_attention_heads=spec.num_heads, ffn_dim=spec.ffn_dim, num_codebooks=spec.n_q,
+            activation_function=spec.activation, dropout=spec.dropout, attention_dropout=0.0,
+            activation_dropout=0.0, pad_token_id=spec.card, bos_token_id=spec.card,
+            decoder_start_token_id=spec.card, audio_channels=1)
         model_cls: tp.Any
         if spec.melody is None:
-            config: tp.Any = MusicgenConfig.from_sub_models_config(
-                t5_config, audio_config, MusicgenDecoderConfig(**decoder_kwargs))
+            config: tp.Any = _composite_config(MusicgenConfig, t5_config, audio_config,
+                                               MusicgenDecoderConfig(**decoder_kwargs))
             model_cls = MusicgenForConditionalGeneration
         else:
-            config = MusicgenMelodyConfig.from_sub_models_config(
-                t5_config, audio_config, MusicgenMelodyDecoderConfig(**decoder_kwargs),
-                num_chroma=spec.melody.n_chroma, chroma_length=spec.melody.chroma_len)
+            config = _composite_config(MusicgenMelodyConfig, t5_config, audio_config,
+                                       MusicgenMelodyDecoderConfig(**decoder_kwargs),
+                                       num_chroma=spec.melody.n_chroma, chroma_length=spec.melody.chroma_len)
             model_cls = MusicgenMelodyForConditionalGeneration
         state = {**lm_state, **{weights.AUDIO_PREFIX + k: v for k, v in codec_state.items()},
                  **{weights.TEXT_PREFIX + k: v for k, v in t5_state.items()}}
@@ -299,6 +326,16 @@ def _read_json(path: Path) -> tp.Dict[str, tp.Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def _feature_extractor_config(folder: Path) -> tp.Dict[str, tp.Any]:
+    """The feature extractor's settings: ``preprocessor_config.json`` (transformers 4.x, and ours), else the
+    ``feature_extractor`` entry of ``processor_config.json`` (where transformers 5.x saves a processor)."""
+    legacy = _read_json(folder / "preprocessor_config.json")
+    if legacy:
+        return legacy
+    nested = _read_json(folder / "processor_config.json").get("feature_extractor", {})
+    return nested if isinstance(nested, dict) else {}
+
+
 _OptionalCfg = tp.Optional[omegaconf.DictConfig]
 
 
@@ -344,6 +381,7 @@ def from_transformers(source: PathLike, out_dir: PathLike, overwrite: bool = Fal
     from .. import __version__
     from ..models.builders import get_compression_model
     from ..utils.checkpoint_io import load_state_dict_checked
+    _check_transformers()
     folder = _transformers_folder(source)
     _check_output(out_dir, overwrite, [folder])
     with _quiet_transformers():
@@ -355,7 +393,7 @@ def from_transformers(source: PathLike, out_dir: PathLike, overwrite: bool = Fal
         raise ConversionError(f"'{source}' is a {config.model_type!r} model: only 'musicgen' and 'musicgen_melody' "
                               "convert")
     generation = _read_json(folder / "generation_config.json")
-    n_fft = _read_json(folder / "preprocessor_config.json").get("n_fft", 2 ** 14)
+    n_fft = _feature_extractor_config(folder).get("n_fft", 2 ** 14)
     radix2_exp = int(round(math.log2(n_fft)))
     name = _t5_name(config, t5_name)
     spec = cfgs.lm_spec_from_transformers(config, generation, name, keep_t5, radix2_exp)

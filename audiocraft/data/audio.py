@@ -4,7 +4,8 @@
 - `audio_read(path, seek_time, duration, pad)` -> (float32 `[C, T]`, sample_rate); wav, mp3, ogg, flac, m4a
   and anything else FFmpeg decodes.
 - `audio_write(stem_name, wav, sample_rate, format=...)` normalises (`audio_utils.normalize_audio`) and writes
-  wav (16-bit PCM), mp3 (LAME), ogg (Opus) or flac (16-bit). Writes are atomic: the file is encoded with no name
+  wav (16-bit PCM), mp3 (LAME), ogg (Opus, not Audiocraft's Vorbis: see `audio_write`) or flac (16-bit).
+  Writes are atomic: the file is encoded with no name
   (Linux `O_TMPFILE`; elsewhere a hidden temporary file next to the target), synced to disk, then renamed onto
   the target, so a failure, even the process being killed, never leaves a partial file or a temporary file and
   never damages an existing one.
@@ -356,7 +357,14 @@ def audio_write(stem_name: PathLike, wav: torch.Tensor, sample_rate: int, format
 
     Formats: 'wav' (16-bit PCM, samples `rint(x * 32768)` clipped to int16), 'mp3' (LAME at `mp3_rate` kbps),
     'ogg' (Opus, at `ogg_rate` kbps or the encoder default) and 'flac' (16-bit). MP3 and Opus accept only some
-    sample rates; other rates are resampled to the next one they accept (Opus files always decode at 48 kHz).
+    sample rates; other rates are resampled to the next one they accept.
+
+    'ogg' differs from Audiocraft, which writes Ogg/Vorbis at the input's rate: this writes Ogg/Opus, which
+    always decodes at 48 kHz, so `audio_read` of a 32 kHz model's `.ogg` returns 48000 as the rate (pass it on,
+    or `convert_audio` back). Channels (1 to 8) are kept and `ogg_rate` is honoured. PyAV's FFmpeg has no
+    libvorbis; FFmpeg's own Vorbis encoder is experimental, takes exactly 2 channels (mono would come back as
+    stereo) and ignores the bit rate. On a music-like mono signal (`scripts/compare_ogg_codecs.py`) it gives
+    27.5 dB SNR at 79 kbps; Opus 25.7 dB at the default (90 kbps) and 28.0 dB with `ogg_rate=96` (130 kbps).
     Normalisation arguments are those of `audio_utils.normalize_audio`. `metadata` tags are stored where the
     container allows (wav keeps only standard RIFF INFO keys such as 'title', 'artist', 'comment'; mp3, ogg
     and flac keep any key). The write is atomic (see the module docstring). Returns the path written.

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..utils.checkpoint_io import CheckpointError, load_state_dict_checked, safe_torch_load
+from ..utils.hub import hub_reachable
 from ..utils.validation import ArgumentError
 from .encodec import CompressionModel
 
@@ -56,45 +57,8 @@ def _download_url(url: str, cache_dir: tp.Optional[str]) -> Path:
     return target
 
 
-# Whether the hub answered, per endpoint: asked once per process, so that a machine without network fails (or
-# falls back to the local cache) at once instead of spending ~20 s in huggingface_hub's retries at every file.
-_HUB_REACHABLE: tp.Dict[str, bool] = {}
-HUB_PROBE_TIMEOUT = 3.0  # seconds
 OFFLINE_HINT = ("To run offline, set HF_HUB_OFFLINE=1 and HF_HUB_CACHE to a hub cache that holds the model, or "
                 "pass a local folder holding state_dict.bin and compression_state_dict.bin.")
-
-
-def _probe(url: str, timeout: float) -> bool:
-    """False when ``url`` cannot be reached at all (no route, refused, name unknown, timeout); any answer, even
-    an HTTP error or a TLS problem, counts as reachable (huggingface_hub then reports what is wrong)."""
-    import ssl
-    import urllib.error
-    import urllib.request
-    try:
-        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()
-    except urllib.error.HTTPError:
-        return True
-    except urllib.error.URLError as err:
-        return isinstance(err.reason, ssl.SSLError)
-    except ssl.SSLError:
-        return True
-    except OSError:  # a timeout or a reset outside urllib's wrapping
-        return False
-    except Exception:  # noqa: BLE001 - a malformed endpoint and the like: let huggingface_hub report it
-        return True
-    return True
-
-
-def hub_reachable(endpoint: tp.Optional[str] = None) -> bool:
-    """Whether the hub (``endpoint``, default ``$HF_ENDPOINT`` or huggingface.co) answers; False without asking
-    when ``HF_HUB_OFFLINE`` is set. The answer is remembered for the rest of the process."""
-    from huggingface_hub import constants
-    if constants.HF_HUB_OFFLINE:
-        return False
-    endpoint = endpoint or constants.ENDPOINT
-    if endpoint not in _HUB_REACHABLE:
-        _HUB_REACHABLE[endpoint] = _probe(endpoint, HUB_PROBE_TIMEOUT)
-    return _HUB_REACHABLE[endpoint]
 
 
 def _hub_download(repo_id: str, filename: str, cache_dir: tp.Optional[str]) -> Path:
