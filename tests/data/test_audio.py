@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from audiocraft.data import audio as audio_mod
-from audiocraft.data.audio import AudioFileInfo, audio_info, audio_metadata, audio_read, audio_write
+from audiocraft.data.audio import SOURCE_RATE_TAG, AudioFileInfo, audio_info, audio_metadata, audio_read, audio_write
 from tests.conftest import load_golden
 
 CASES = ('peak', 'clip', 'rms', 'loudness', 'loudness_compressor', 'peak_no_normalize')
@@ -91,13 +91,14 @@ def test_lossless_round_trip(fmt, channels, tmp_path):
 
 
 @pytest.mark.parametrize('channels', [1, 2])
-@pytest.mark.parametrize('fmt,read_sr', [('mp3', SR), ('ogg', 48000)])
-def test_lossy_round_trip(fmt, read_sr, channels, tmp_path):
+@pytest.mark.parametrize('fmt', ['mp3', 'ogg'])
+def test_lossy_round_trip(fmt, channels, tmp_path):
+    read_sr = SR  # Opus decodes at 48 kHz; audio_read gives it back at the rate it was written at
     wav = _signal(channels)
     path = audio_write(tmp_path / 'x', wav, SR, format=fmt, strategy='none')
     assert path.suffix == f'.{fmt}' and path.stat().st_size > 0
     out, sr = audio_read(path)
-    assert sr == read_sr  # Opus always decodes at 48 kHz
+    assert sr == read_sr
     assert out.shape == (channels, round(wav.shape[-1] * read_sr / SR))
     info = audio_info(path)
     assert (info.sample_rate, info.channels) == (read_sr, channels)
@@ -127,17 +128,38 @@ def _snr_db(reference: torch.Tensor, decoded: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize('channels', [1, 2, 6])
-def test_ogg_is_opus_read_back_at_48khz_with_its_channels(channels, tmp_path):
-    """'ogg' writes Ogg/Opus (Audiocraft: Ogg/Vorbis at the input rate; see audio_write and the README's
-    "Differences from Audiocraft"): 48 kHz read back, channels kept."""
+@pytest.mark.parametrize('rate', [8000, 32000])
+def test_ogg_is_opus_read_back_at_its_rate_with_its_channels(channels, rate, tmp_path):
+    """'ogg' writes Ogg/Opus (Audiocraft: Ogg/Vorbis; see audio_write and the README's "Differences from
+    Audiocraft"), which decodes at 48 kHz: the input's rate is recorded in a tag and the audio comes back at it,
+    as Audiocraft's files do; channels and duration kept. Other readers see the 48 kHz stream."""
     import av
-    path = audio_write(tmp_path / 'x', _signal(channels), SR, format='ogg', strategy='none')
+    path = audio_write(tmp_path / 'x', _signal(channels, 1.0, rate), rate, format='ogg', strategy='none')
     with av.open(str(path)) as container:
         stream = container.streams.audio[0]
         assert (container.format.name, stream.codec_context.name) == ('ogg', 'opus')
-        assert (stream.codec_context.sample_rate, stream.codec_context.channels) == (48000, channels)
+        assert stream.codec_context.channels == channels and stream.codec_context.sample_rate in (rate, 48000)
+    assert audio_metadata(path)[SOURCE_RATE_TAG] == str(rate)
+    info = audio_info(path)
+    assert (info.sample_rate, info.channels) == (rate, channels) and info.duration == pytest.approx(1.0, abs=1e-5)
     wav, sr = audio_read(path)
-    assert (sr, wav.shape[0]) == (48000, channels)
+    assert (sr, wav.shape) == (rate, (channels, rate))
+    part, sr = audio_read(path, 0.25, 0.5)
+    assert (sr, part.shape) == (rate, (channels, rate // 2))
+
+
+def test_ogg_from_another_writer_reads_at_48khz(tmp_path):
+    """An Opus file without the tag (another program's) is read as decoded, at 48 kHz."""
+    import av
+    path = tmp_path / 'other.ogg'
+    with av.open(str(path), mode='w', format='ogg') as container:
+        stream = container.add_stream('libopus', rate=48000)
+        stream.codec_context.layout = 'mono'
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 4800), dtype=np.float32), format='flt', layout='mono')
+        frame.sample_rate, frame.pts = 48000, 0
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    assert audio_info(path).sample_rate == 48000 and audio_read(path)[1] == 48000
 
 
 def test_ogg_quality_on_music_and_ogg_rate(tmp_path):
