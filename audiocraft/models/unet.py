@@ -19,12 +19,14 @@ dropouts then draw from the global RNG at inference, and they are part of the re
 from __future__ import annotations
 
 from dataclasses import dataclass
+import math
 import typing as tp
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..backends.cpu.dropout import dropout
 from ..modules.transformer import create_sin_embedding
 
 
@@ -111,9 +113,9 @@ class BLSTM(nn.Module):
 class BottleneckAttention(nn.Module):
     """Self-attention of the bottleneck transformer. Its parameters live in ``mha`` (a
     ``torch.nn.MultiheadAttention``, as in Audiocraft's ``custom=False`` attention: keys ``mha.in_proj_weight``,
-    ``mha.out_proj.weight``); the computation follows that module's training path step for step so that the
-    attention dropout (on the ``[B, H, T, T]`` weights, inside scaled-dot-product attention) and the layer's
-    dropout on the output (a ``[B, T, E]`` view of a time-major tensor) draw the same random numbers."""
+    ``mha.out_proj.weight``). The computation follows that module's training path on CPU (PyTorch's reference
+    scaled-dot-product attention: queries and keys each scaled by ``D ** -0.25``, softmax, dropout of the
+    ``[B, H, T, T]`` weights, time-major output projection) so that its dropouts draw the same random numbers."""
 
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.1, bias: bool = False) -> None:
         super().__init__()
@@ -125,12 +127,12 @@ class BottleneckAttention(nn.Module):
         B, T, E = x.shape
         H = mha.num_heads
         D = E // H
-        xt = x.transpose(0, 1)  # [T, B, E]
-        proj = F.linear(xt, mha.in_proj_weight, mha.in_proj_bias)  # [T, B, 3E]
+        proj = F.linear(x.transpose(0, 1), mha.in_proj_weight, mha.in_proj_bias)  # [T, B, 3E]
         q, k, v = proj.view(T, B, 3, H, D).permute(2, 1, 3, 0, 4).unbind(0)  # [B, H, T, D] each
-        p = mha.dropout if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=p)  # [B, H, T, D]
-        out = out.permute(2, 0, 1, 3).reshape(T, B, E)
+        factor = math.sqrt(1.0 / math.sqrt(D))
+        weights = torch.matmul(q * factor, k.transpose(-2, -1) * factor).softmax(dim=-1)  # [B, H, T, T]
+        weights = dropout(weights, mha.dropout, self.training)
+        out = torch.matmul(weights, v).permute(2, 0, 1, 3).reshape(T, B, E)
         return F.linear(out, mha.out_proj.weight, mha.out_proj.bias).transpose(0, 1)
 
 
@@ -150,9 +152,9 @@ class BottleneckTransformerLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p, train = self.dropout, self.training
-        x = self.norm1(x + F.dropout(self.self_attn(x), p, train))
-        h = F.dropout(F.relu(self.linear1(x)), p, train)
-        return self.norm2(x + F.dropout(self.linear2(h), p, train))
+        x = self.norm1(x + dropout(self.self_attn(x), p, train))
+        h = dropout(F.relu(self.linear1(x)), p, train)
+        return self.norm2(x + dropout(self.linear2(h), p, train))
 
 
 class BottleneckTransformer(nn.Module):
