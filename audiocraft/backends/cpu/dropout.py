@@ -13,6 +13,7 @@ need gradients, or for anything but dense float32 CPU tensors, PyTorch's own dro
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import math
 from pathlib import Path
@@ -63,6 +64,14 @@ def _is_dense(x: torch.Tensor) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=16)
+def _constants(p: float) -> tp.Tuple[int, float]:
+    """(threshold, scale) of dropout ``p``: an element is kept when its 53-bit draw is below ``threshold``
+    (``v * 2 ** -53 < 1 - p``), and kept elements are multiplied by PyTorch's float32 ``1 / (1 - p)``."""
+    keep = 1.0 - p
+    return math.ceil(keep * 2.0 ** 53), float(torch.tensor(1.0, dtype=torch.float32) / keep)
+
+
 def _run(lib: ctypes.CDLL, x: tp.Optional[torch.Tensor], out: torch.Tensor, p: float) -> None:
     """Fill ``out`` (dense, same layout as ``x``) with ``x * noise`` (or the noise when ``x`` is None), drawing
     from torch's global generator and advancing it exactly as ``bernoulli_(1 - p)`` on ``out`` would."""
@@ -74,9 +83,7 @@ def _run(lib: ctypes.CDLL, x: tp.Optional[torch.Tensor], out: torch.Tensor, p: f
         raise RuntimeError(f"unexpected generator position {left}")
     key = np.ascontiguousarray(state[_STATE:_STATE_BYTES].view(np.uint64).astype(np.uint32))
     pos = np.array([_N + 1 - left], dtype=np.int32)
-    keep = 1.0 - p
-    threshold = math.ceil(keep * 2.0 ** 53)
-    scale = float(torch.tensor(1.0, dtype=torch.float32) / keep)  # PyTorch's float32 1 / (1 - p)
+    threshold, scale = _constants(p)
     code = lib.audiocraft_exact_dropout(key.ctypes.data, pos.ctypes.data, None if x is None else x.data_ptr(),
                                         out.data_ptr(), out.numel(), threshold, scale)
     if code != 0:
