@@ -6,26 +6,36 @@ stride 4, 1 residual block, 4 norm groups, step embeddings at every layer, bottl
 8 heads, 6 layers, feed-forward 2048, dropout 0.1, training mode as in Audiocraft), condition = the 128-dim
 latent of the real 32 kHz EnCodec (n_filters 64, ratios [8, 5, 4, 4], 4 x 2048 codebooks), 4 bands (bands 2
 and 3 with an 8-band MultiBandProcessor), 20 model calls per band (80 per decode). To save memory the 4 bands
-share one U-Net (same computation as 4 distinct ones: ~1.8 GB of weights each); ``--distinct-bands`` builds 4.
+share one U-Net (same computation as 4 distinct ones: ~1.9 GB of weights each); ``--distinct-bands`` builds 4.
 
-Reports the wall time of one ``tokens_to_wav`` call on ``--seconds`` of tokens at batch 1 after a short warm-up,
-the real-time factor (wall time / audio duration), and the time per U-Net call; ``--profile`` adds a
-per-operator table of one U-Net call.
+Two implementations run on the same weights, alternating: "optimized" (this package: convolutions as one matrix
+product each, the exact dropout kernel, attention written out) and "baseline" (the same model with PyTorch's own
+kernels patched back in: oneDNN convolutions on a padded copy, ``F.dropout``, ``F.scaled_dot_product_attention``,
+out-of-place ReLU, i.e. a plain PyTorch port; the few in-place residual additions stay). With the same seed both
+give the same audio (max difference printed).
 
-    python benchmarks/mbd.py [--seconds 5] [--threads 2] [--batch 1] [--profile] [--distinct-bands]
+Reports the wall and CPU time of one ``tokens_to_wav`` call on ``--seconds`` of tokens at batch 1 (after a short
+warm-up), the real-time factor (wall time / audio duration) and the time per U-Net call. ``--unet-only`` times
+single U-Net calls instead (quick A/B); ``--profile`` prints a per-operator table of one optimized U-Net call.
+
+    python benchmarks/mbd.py [--seconds 5] [--threads 2] [--reps 1] [--unet-only] [--profile] [--distinct-bands]
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import platform
 import time
 import typing as tp
 
 import torch
+from torch.nn import functional as F
 
 from audiocraft.models.encodec import EncodecModel
 from audiocraft.models.multibanddiffusion import DiffusionProcess, MultiBandDiffusion
-from audiocraft.models.unet import DiffusionUnet
+from audiocraft.models import unet as unet_module
+from audiocraft.models.unet import BottleneckAttention, DiffusionUnet
 from audiocraft.modules.diffusion_schedule import MultiBandProcessor, NoiseSchedule, SampleProcessor
 from audiocraft.modules.seanet import SEANetDecoder, SEANetEncoder
 from audiocraft.quantization import ResidualVectorQuantizer
@@ -81,10 +91,76 @@ def build_mbd(distinct: bool) -> MultiBandDiffusion:
     return MultiBandDiffusion(DPs=dps, codec_model=codec)
 
 
+def _sdpa_attention(self: BottleneckAttention, x: torch.Tensor) -> torch.Tensor:
+    """The attention through ``F.scaled_dot_product_attention`` (as ``nn.MultiheadAttention`` computes it)."""
+    mha = self.mha
+    B, T, E = x.shape
+    H = mha.num_heads
+    proj = F.linear(x.transpose(0, 1), mha.in_proj_weight, mha.in_proj_bias)
+    q, k, v = proj.view(T, B, 3, H, E // H).permute(2, 1, 3, 0, 4).unbind(0)
+    out = F.scaled_dot_product_attention(q, k, v, dropout_p=mha.dropout if self.training else 0.0)
+    out = out.permute(2, 0, 1, 3).reshape(T, B, E)
+    return F.linear(out, mha.out_proj.weight, mha.out_proj.bias).transpose(0, 1)
+
+
+@contextlib.contextmanager
+def baseline() -> tp.Iterator[None]:
+    """PyTorch's own kernels in the U-Net: oneDNN convolutions, F.dropout, SDPA attention."""
+    names = ("_conv", "_conv_transpose", "_norm_act", "dropout")
+    saved = [getattr(unet_module, name) for name in names], BottleneckAttention.forward
+    unet_module._conv = _onednn_conv  # type: ignore[assignment]
+    unet_module._conv_transpose = lambda conv, x: conv(x)  # type: ignore[assignment]
+    unet_module._norm_act = lambda norm, activation, x: activation(norm(x))  # type: ignore[assignment]
+    unet_module.dropout = F.dropout  # type: ignore[assignment]
+    BottleneckAttention.forward = _sdpa_attention  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        for name, value in zip(names, saved[0]):
+            setattr(unet_module, name, value)
+        BottleneckAttention.forward = saved[1]  # type: ignore[method-assign]
+
+
+def _onednn_conv(conv: torch.nn.Conv1d, x: torch.Tensor, length: tp.Optional[int] = None) -> torch.Tensor:
+    if length is not None and length > x.shape[-1]:
+        x = F.pad(x, (0, length - x.shape[-1]))
+    return conv(x)
+
+
+MODES = {"baseline": baseline, "optimized": contextlib.nullcontext}
+
+
+def _timed(fn: tp.Callable[[], torch.Tensor]) -> tp.Tuple[torch.Tensor, float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def unet_only(mbd: MultiBandDiffusion, seconds: float, batch: int, reps: int) -> None:
+    model = mbd.DPs[0].model
+    x = torch.randn(batch, 1, int(seconds * 32000))
+    condition = torch.randn(batch, 128, int(seconds * 50))
+    results: tp.Dict[str, tp.List[tp.Tuple[float, float]]] = {mode: [] for mode in MODES}
+    outputs = {}
+    with torch.no_grad():
+        for rep in range(reps + 1):  # the first round is a warm-up
+            for mode, context in MODES.items():
+                with context():
+                    torch.manual_seed(0)
+                    out, wall, cpu = _timed(lambda: model(x, 949, condition=condition).sample)
+                if rep:
+                    results[mode].append((wall, cpu))
+                outputs[mode] = out
+    for mode, times in results.items():
+        print(f"U-Net call ({seconds:g} s, batch {batch}) {mode}: wall {min(t[0] for t in times):.2f} s, "
+              f"cpu {min(t[1] for t in times):.2f} s (best of {reps})")
+    diff = (outputs["baseline"] - outputs["optimized"]).abs().max().item()
+    print(f"max |baseline - optimized| = {diff:.2e}")
+
+
 def profile_one_call(mbd: MultiBandDiffusion, seconds: float, batch: int) -> None:
     model = mbd.DPs[0].model
-    length = int(seconds * 32000)
-    x = torch.randn(batch, 1, length)
+    x = torch.randn(batch, 1, int(seconds * 32000))
     condition = torch.randn(batch, 128, int(seconds * 50))
     with torch.no_grad():
         model(x, 999, condition=condition)
@@ -98,32 +174,49 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (0: torch default)")
-    parser.add_argument("--profile", action="store_true", help="also print an operator profile of one U-Net call")
+    parser.add_argument("--reps", type=int, default=1)
+    parser.add_argument("--modes", default="baseline,optimized", help="comma-separated: baseline, optimized")
+    parser.add_argument("--unet-only", action="store_true", help="time single U-Net calls instead")
+    parser.add_argument("--profile", action="store_true", help="print an operator profile of one U-Net call")
     parser.add_argument("--distinct-bands", action="store_true", help="4 U-Nets instead of one shared")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
-          f", {_cpu_name()}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {_cpu_name()} "
+          f"({platform.machine()})")
     t0 = time.perf_counter()
     mbd = build_mbd(args.distinct_bands)
     n_params = sum(p.numel() for p in mbd.DPs[0].model.parameters())
     print(f"built in {time.perf_counter() - t0:.1f} s; U-Net parameters per band: {n_params / 1e6:.1f} M")
     if args.profile:
         profile_one_call(mbd, args.seconds, args.batch)
+        return
+    if args.unet_only:
+        unet_only(mbd, args.seconds, args.batch, args.reps)
+        return
     frames = int(round(args.seconds * 50))
     tokens = torch.randint(0, 2048, (args.batch, 4, frames), generator=torch.Generator().manual_seed(1))
-    torch.manual_seed(2)
-    mbd.tokens_to_wav(tokens[..., :10])  # warm-up (0.2 s)
-    torch.manual_seed(3)
-    t0 = time.perf_counter()
-    wav = mbd.tokens_to_wav(tokens)
-    elapsed = time.perf_counter() - t0
-    duration = wav.shape[-1] / 32000
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     calls = 20 * len(mbd.DPs)
-    print(f"tokens_to_wav: batch {args.batch}, {duration:.2f} s of audio: {elapsed:.1f} s, real-time factor "
-          f"{elapsed / duration:.2f}, {elapsed / calls * 1000:.0f} ms per U-Net call ({calls} calls); "
-          f"output rms {wav.pow(2).mean().sqrt().item():.4f}")
+    outputs = {}
+    for mode in modes:
+        with MODES[mode]():
+            torch.manual_seed(2)
+            mbd.tokens_to_wav(tokens[..., :10])  # warm-up (0.2 s)
+    for rep in range(args.reps):
+        for mode in modes:
+            with MODES[mode]():
+                torch.manual_seed(3)
+                wav, wall, cpu = _timed(lambda: mbd.tokens_to_wav(tokens))
+            outputs[mode] = wav
+            duration = wav.shape[-1] / 32000
+            print(f"[{mode}] tokens_to_wav, batch {args.batch}, {duration:.2f} s of audio: wall {wall:.1f} s "
+                  f"(real-time factor {wall / duration:.2f}), cpu {cpu:.1f} s, {wall / calls * 1000:.0f} ms per "
+                  f"U-Net call ({calls} calls); output rms {wav.pow(2).mean().sqrt().item():.4f}", flush=True)
+    if len(outputs) == 2:
+        a, b = outputs.values()
+        diff = (a - b).abs().max().item()
+        print(f"max |baseline - optimized| = {diff:.2e}" + ("" if math.isfinite(diff) else " (not finite!)"))
 
 
 def _cpu_name() -> str:

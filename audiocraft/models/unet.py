@@ -37,12 +37,20 @@ class Output:
     sample: torch.Tensor
 
 
-def _conv(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
-    """``conv(x)``, on CPU as one matrix product (:mod:`audiocraft.modules.conv_gemm`: same result up to rounding,
-    much faster than oneDNN for these shapes)."""
+def _conv(conv: nn.Conv1d, x: torch.Tensor, length: tp.Optional[int] = None) -> torch.Tensor:
+    """``conv(x)`` (``x`` first right-padded with zeros to ``length``), on CPU as one matrix product
+    (:mod:`audiocraft.modules.conv_gemm`: same result up to rounding, much faster than oneDNN for these shapes)."""
     if x.device.type != "cpu" or conv.groups != 1 or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+        if length is not None and length > x.shape[-1]:
+            x = F.pad(x, (0, length - x.shape[-1]))
         return conv(x)
-    return conv_gemm.conv1d(x, conv.weight, conv.bias, conv.stride[0], conv.padding[0], conv.dilation[0])
+    return conv_gemm.conv1d(x, conv.weight, conv.bias, conv.stride[0], conv.padding[0], conv.dilation[0], length)
+
+
+def _norm_act(norm: nn.Module, activation: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``activation(norm(x))``, a ReLU applied in place on the fresh normalised tensor."""
+    y = norm(x)
+    return torch.relu_(y) if type(activation) is nn.ReLU else activation(y)
 
 
 def _conv_transpose(conv: nn.ConvTranspose1d, x: torch.Tensor) -> torch.Tensor:
@@ -69,9 +77,13 @@ class ResBlock(nn.Module):
         self.dropout2 = nn.Dropout1d(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.dropout1(_conv(self.conv1, self.activation1(self.norm1(x))))
-        h = self.dropout2(_conv(self.conv2, self.activation2(self.norm2(h))))
-        return x + h
+        h = _conv(self.conv1, _norm_act(self.norm1, self.activation1, x))
+        if self.dropout1.p:  # p = 0 draws nothing: skipping it changes nothing
+            h = self.dropout1(h)
+        h = _conv(self.conv2, _norm_act(self.norm2, self.activation2, h))
+        if self.dropout2.p:
+            h = self.dropout2(h)
+        return h.add_(x)  # x + h
 
 
 class EncoderLayer(nn.Module):
@@ -91,8 +103,8 @@ class EncoderLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         stride = self.conv.stride[0]
         pad = (stride - x.shape[-1] % stride) % stride
-        x = _conv(self.conv, F.pad(x, (0, pad)))
-        return self.res_blocks(self.activation(self.norm(x)))
+        x = _conv(self.conv, x, length=x.shape[-1] + pad)
+        return self.res_blocks(_norm_act(self.norm, self.activation, x))
 
 
 class DecoderLayer(nn.Module):
@@ -109,7 +121,7 @@ class DecoderLayer(nn.Module):
         self.activation = activation()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _conv_transpose(self.convtr, self.activation(self.norm(self.res_blocks(x))))
+        return _conv_transpose(self.convtr, _norm_act(self.norm, self.activation, self.res_blocks(x)))
 
 
 class BLSTM(nn.Module):
@@ -168,9 +180,9 @@ class BottleneckTransformerLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p, train = self.dropout, self.training
-        x = self.norm1(x + dropout(self.self_attn(x), p, train))
-        h = dropout(F.relu(self.linear1(x)), p, train)
-        return self.norm2(x + dropout(self.linear2(h), p, train))
+        x = self.norm1(dropout(self.self_attn(x), p, train).add_(x))  # x + drop(attn(x))
+        h = dropout(torch.relu_(self.linear1(x)), p, train)
+        return self.norm2(dropout(self.linear2(h), p, train).add_(x))
 
 
 class BottleneckTransformer(nn.Module):
@@ -269,7 +281,7 @@ class DiffusionUnet(nn.Module):
             table = self.embedding if idx == 0 else (self.embeddings[idx - 1] if self.embeddings is not None
                                                      else None)
             if table is not None:
-                z = z + table(steps).view(bs, -1, 1)
+                z.add_(table(steps).view(bs, -1, 1))
             skips.append(z)
 
         if self.use_codec:
@@ -290,5 +302,5 @@ class DiffusionUnet(nn.Module):
 
         for decoder in self.decoders:
             s = skips.pop(-1)
-            z = decoder(z[:, :, :s.shape[2]] + s)
+            z = decoder(z[:, :, :s.shape[2]].add_(s))  # z + s (z is a fresh tensor)
         return Output(z[:, :, :x.shape[2]])

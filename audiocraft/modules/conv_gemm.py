@@ -2,10 +2,11 @@
 
 On CPU, PyTorch's oneDNN convolutions are slow for the shapes of the diffusion U-Net: strided and transposed
 convolutions with thousands of channels run at half the speed of a matrix product of the same size, and tiny
-convolutions (the test models) cost a fixed ~0.5 ms or more per call. Here the input windows are gathered with
-``unfold`` (one copy, ``kernel / stride`` times the input) and multiplied by the flattened weight; the transposed
-convolution multiplies first and overlap-adds the ``kernel`` outputs of each frame with ``fold``. Same results as
-``F.conv1d`` / ``F.conv_transpose1d`` up to float rounding (sums in another order); differentiable.
+convolutions (the test models) cost a fixed ~0.5 ms or more per call. Here each kernel tap's (shifted, strided)
+view of the input is copied into one column matrix (zeros where the window leaves the signal: no padded copy of
+the input) and multiplied by the weight; the transposed convolution multiplies first and overlap-adds the
+``kernel`` outputs of each frame. Same results as ``F.conv1d`` / ``F.conv_transpose1d`` up to float rounding (sums
+in another order); differentiable.
 """
 from __future__ import annotations
 
@@ -15,25 +16,41 @@ import torch
 from torch.nn import functional as F
 
 
+def _columns(x: torch.Tensor, K: int, stride: int, padding: int, dilation: int, length: int) -> torch.Tensor:
+    """``[B, C, K, T]``: tap ``k`` of output ``t`` is ``x[..., t * stride + k * dilation - padding]``, 0 outside
+    ``x``; ``T`` as for a signal of ``length`` (>= the length of ``x``: zeros on the right)."""
+    B, C, L = x.shape
+    T = (length + 2 * padding - dilation * (K - 1) - 1) // stride + 1
+    columns = x.new_empty(B, C, K, T)
+    for k in range(K):
+        offset = k * dilation - padding  # input index of output t: t * stride + offset
+        first = max(0, -(-(-offset) // stride))  # first t with t * stride + offset >= 0
+        last = min(T, (L - 1 - offset) // stride + 1)  # one past the last t reading inside x
+        if last <= first:
+            columns[:, :, k].zero_()
+            continue
+        start = first * stride + offset
+        columns[:, :, k, first:last] = x[:, :, start:start + (last - first - 1) * stride + 1:stride]
+        if first > 0:
+            columns[:, :, k, :first].zero_()
+        if last < T:
+            columns[:, :, k, last:].zero_()
+    return columns
+
+
 def conv1d(x: torch.Tensor, weight: torch.Tensor, bias: tp.Optional[torch.Tensor] = None, stride: int = 1,
-           padding: int = 0, dilation: int = 1) -> torch.Tensor:
+           padding: int = 0, dilation: int = 1, length: tp.Optional[int] = None) -> torch.Tensor:
     """``F.conv1d(x, weight, bias, stride, padding, dilation)`` for ``x`` ``[B, C, L]``, ``weight`` ``[O, C, K]``
-    (no groups) -> ``[B, O, T]``."""
-    B, C, _ = x.shape
+    (no groups) -> ``[B, O, T]``. ``length`` (>= L) treats ``x`` as right-padded with zeros to that length."""
+    B, C, L = x.shape
     O, _, K = weight.shape
-    if padding:
-        x = F.pad(x, (padding, padding))
-    span = (K - 1) * dilation + 1
-    windows = x.unfold(2, span, stride)  # [B, C, T, span] (a view)
-    if dilation > 1:
-        windows = windows[..., ::dilation]
-    T = windows.shape[2]
-    if K == 1:
-        columns = windows[..., 0]
+    length = L if length is None else max(length, L)
+    if K == 1 and stride == 1 and padding == 0 and length == L:
+        out = torch.matmul(weight.view(O, C), x)
     else:
-        columns = windows.permute(0, 1, 3, 2).reshape(B, C * K, T)  # rows (c, k), like weight.view(O, C * K)
-    out = torch.matmul(weight.reshape(O, C * K), columns)
-    return out if bias is None else out + bias.view(1, -1, 1)
+        columns = _columns(x, K, stride, padding, dilation, length)
+        out = torch.matmul(weight.reshape(O, C * K), columns.view(B, C * K, -1))  # rows (c, k), as the weight
+    return out if bias is None else out.add_(bias.view(1, -1, 1))
 
 
 def conv_transpose1d(x: torch.Tensor, weight: torch.Tensor, bias: tp.Optional[torch.Tensor] = None,

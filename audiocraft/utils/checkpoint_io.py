@@ -140,7 +140,8 @@ def safe_torch_load(path: tp.Union[str, Path], allowed_globals: tp.Sequence[tp.A
             return torch.load(path, map_location="cpu", weights_only=True, mmap=_head(path) == b"PK")
     except pickle.UnpicklingError as err:
         if "weights only load failed" in str(err).lower() and not _is_garbage(path):
-            extra = "".join(f", {_global_name(g)}" for g in allowed_globals)
+            extra = "".join(f", {_global_name(g)}" for g in allowed_globals
+                            if getattr(g, "__module__", "") not in ("builtins", "typing", "collections"))
             raise CheckpointError(
                 f"refused to load '{path}': it contains Python objects that torch.load(weights_only=True) does "
                 f"not allow, which could run code when unpickled ({_detail(err)}). Only tensors and plain "
