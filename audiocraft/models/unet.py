@@ -209,6 +209,15 @@ class BottleneckTransformer(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------------ U-Net
+def _step_embedding(num_steps: int, dim: int) -> nn.Embedding:
+    """``nn.Embedding(num_steps, dim)`` (same N(0, 1) initialisation), built without initialising when created on
+    the meta device (there ``normal_`` would import torch's compiler stack: seconds)."""
+    weight = torch.empty(num_steps, dim)
+    if not weight.is_meta:
+        nn.init.normal_(weight)
+    return nn.Embedding(num_steps, dim, _weight=weight)
+
+
 class DiffusionUnet(nn.Module):
     """Audiocraft's diffusion U-Net.
 
@@ -238,12 +247,12 @@ class DiffusionUnet(nn.Module):
         self.encoders = nn.ModuleList()
         self.decoders = nn.ModuleList()
         self.embeddings: tp.Optional[nn.ModuleList] = nn.ModuleList() if emb_all_layers else None
-        self.embedding = nn.Embedding(num_steps, hidden)
+        self.embedding = _step_embedding(num_steps, hidden)
         for d in range(depth):
             self.encoders.append(EncoderLayer(chin, hidden, **kwargs))
             self.decoders.insert(0, DecoderLayer(hidden, chin, **kwargs))
             if self.embeddings is not None and d > 0:
-                self.embeddings.append(nn.Embedding(num_steps, hidden))
+                self.embeddings.append(_step_embedding(num_steps, hidden))
             chin, hidden = hidden, min(int(hidden * growth), max_channels)
         self.bilstm: tp.Optional[nn.Module] = BLSTM(chin) if bilstm else None
         self.use_transformer = transformer
