@@ -357,6 +357,10 @@ def load_lm_model_magnet(file_or_url_or_id: tp.Union[Path, str], compression_mod
 
 
 # ---------------------------------------------------------------------------------------------- diffusion (MBD)
+if tp.TYPE_CHECKING:  # pragma: no cover
+    from ..modules.diffusion_schedule import SampleProcessor
+    from .unet import DiffusionUnet
+
 MBD_FILENAME = "mbd_musicgen_32khz.th"
 
 
@@ -421,7 +425,8 @@ def _check_mbd_package(pkg: tp.Any, path: Path) -> None:
 
 def load_diffusion_models(file_or_url_or_id: tp.Union[Path, str], device: tp.Union[torch.device, str] = "cpu",
                           filename: tp.Optional[str] = None, cache_dir: tp.Optional[str] = None
-                          ) -> tp.Tuple[tp.List[nn.Module], tp.List[nn.Module], tp.List[omegaconf.DictConfig]]:
+                          ) -> tp.Tuple[tp.List["DiffusionUnet"], tp.List["SampleProcessor"],
+                                        tp.List[omegaconf.DictConfig]]:
     """The diffusion U-Nets, sample processors and configs of every band of a MultiBandDiffusion checkpoint
     (e.g. ``('facebook/multiband-diffusion', filename='mbd_musicgen_32khz.th')``), strictly loaded, on ``device``.
 
@@ -435,7 +440,9 @@ def load_diffusion_models(file_or_url_or_id: tp.Union[Path, str], device: tp.Uni
     """
     from .diffusion_builders import get_diffusion_model, get_processor
     pkg, path = _load_mbd_package(file_or_url_or_id, filename, cache_dir)
-    models, processors, cfgs = [], [], []
+    models: tp.List["DiffusionUnet"] = []
+    processors: tp.List["SampleProcessor"] = []
+    cfgs: tp.List[omegaconf.DictConfig] = []
     for i in range(pkg["n_bands"]):
         band = pkg[i]
         cfg = band["cfg"]

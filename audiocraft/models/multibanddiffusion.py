@@ -44,11 +44,7 @@ class DiffusionProcess:
             return tp.cast(torch.Tensor, self.schedule.generate_subsampled(
                 model=model, initial=initial_noise, step_list=step_list, condition=condition))
         # the condition's bottleneck embedding is the same at every step: computed once
-        length = initial_noise.shape[-1]
-        for encoder in model.encoders:
-            stride = encoder.conv.stride[0]
-            length = -(-length // stride)
-        emb = model.condition_embedding(condition, length)
+        emb = model.condition_embedding(condition, model.bottleneck_length(initial_noise.shape[-1]))
 
         def call(x: torch.Tensor, step: int, condition: tp.Optional[torch.Tensor] = None) -> tp.Any:
             return model(x, step, condition_emb=emb)
@@ -106,7 +102,7 @@ class MultiBandDiffusion:
         for model, processor, cfg in zip(models, processors, cfgs):
             kwargs = {key: cfg.schedule[key] for key in _SCHEDULE_KEYS if key in cfg.schedule}
             schedule = NoiseSchedule(**kwargs, sample_processor=processor, device=device)
-            DPs.append(DiffusionProcess(model=tp.cast(DiffusionUnet, model), noise_schedule=schedule))
+            DPs.append(DiffusionProcess(model=model, noise_schedule=schedule))
         return MultiBandDiffusion(DPs=DPs, codec_model=codec_model)
 
     # ---- conditioning -------------------------------------------------------------------------------------

@@ -57,7 +57,7 @@ def _conv_transpose(conv: nn.ConvTranspose1d, x: torch.Tensor) -> torch.Tensor:
     """``conv(x)`` for a transposed convolution, on CPU as one matrix product and an overlap-add."""
     if x.device.type != "cpu" or conv.groups != 1 or conv.output_padding[0] or conv.dilation[0] != 1:
         return conv(x)
-    return conv_gemm.conv_transpose1d(x, conv.weight, conv.bias, conv.stride[0], conv.padding[0])
+    return conv_gemm.conv_transpose1d(x, conv.weight, conv.bias, conv.stride[0], int(conv.padding[0]))
 
 
 class ResBlock(nn.Module):
@@ -262,6 +262,13 @@ class DiffusionUnet(nn.Module):
         self.use_codec = codec_dim is not None
         if codec_dim is not None:
             self.conv_codec = nn.Conv1d(codec_dim, chin, 1)
+
+    def bottleneck_length(self, length: int) -> int:
+        """Length at the bottleneck of an input of ``length`` samples (each encoder: ``ceil(length / stride)``)."""
+        for encoder in self.encoders:
+            stride = tp.cast(EncoderLayer, encoder).conv.stride[0]
+            length = -(-length // stride)
+        return length
 
     def condition_embedding(self, condition: torch.Tensor, length: int) -> torch.Tensor:
         """The condition ``[B, codec_dim, F]`` as added at the bottleneck: ``[B, C, length]`` (1x1 conv, then

@@ -18,8 +18,8 @@ def mbd():
 
 def test_loaded_as_audiocraft(mbd):
     assert mbd.sample_rate == 32000
-    assert [type(dp.schedule.sample_processor) for dp in mbd.DPs] == [SampleProcessor, SampleProcessor,
-                                                                     MultiBandProcessor, MultiBandProcessor]
+    processors = [type(dp.schedule.sample_processor) for dp in mbd.DPs]
+    assert processors == [SampleProcessor, SampleProcessor, MultiBandProcessor, MultiBandProcessor]
     assert all(dp.model.training for dp in mbd.DPs)  # as Audiocraft: never switched to eval mode
     assert [dp.schedule.beta_t1 for dp in mbd.DPs][:2] == [0.029, 0.01]
 

@@ -6,8 +6,8 @@ from torch.nn import functional as F
 
 from audiocraft.backends.cpu import dropout as exact
 
-pytestmark = pytest.mark.skipif(exact.library() is None, reason="no C++ compiler or another bernoulli: torch's "
-                                                                 "dropout is used")
+pytestmark = pytest.mark.skipif(exact.library() is None,
+                                reason="no C++ compiler, or another bernoulli: torch's dropout is used")
 
 
 def _both(x: torch.Tensor, p: float, seed: int, skip: int):
