@@ -227,7 +227,8 @@ class DiffusionUnet(nn.Module):
         num_steps: diffusion steps (rows of the step embeddings). emb_all_layers: add a step embedding after
             every encoder (else only after the first).
         cross_attention: not supported (Audiocraft's is experimental); must be False.
-        bilstm / transformer: bottleneck model (transformer wins; neither: the bottleneck is zeroed).
+        bilstm / transformer: bottleneck model (transformer wins; neither: the bottleneck is zeroed, the
+            condition then reaches the decoders only through the deepest skip).
         codec_dim: channels of the condition (codec latent); None: unconditional.
         **kwargs: ``EncoderLayer`` / ``DecoderLayer`` options: kernel, stride, norm_groups, res_blocks, dropout.
     """
