@@ -135,7 +135,7 @@ class MultiBandDiffusion:
             emb: conditioning latent (``get_emb`` / ``get_condition``). size: output shape ``[B, C, T]``.
             step_list: diffusion steps visited (default 999, 949, ..., 49, 0: 20 model calls per band).
         """
-        emb = _check_tensor("emb", emb, 3, floating=True)
+        emb = _check_tensor("emb", emb, 3, floating=True).to(self.device)
         if size is None:
             hop = int(self.codec_model.sample_rate / self.codec_model.frame_rate)
             size = (emb.shape[0], self.codec_model.channels, emb.shape[-1] * hop)

@@ -195,14 +195,26 @@ class BottleneckTransformer(nn.Module):
         if d_model % num_heads != 0:
             raise ValueError(f"the bottleneck width d_model={d_model} must be divisible by num_heads={num_heads}")
         self.max_period = max_period
+        self._positions: tp.Optional[torch.Tensor] = None  # cached sinusoidal embedding (the same at every step)
         self.layers = nn.ModuleList([
             BottleneckTransformerLayer(d_model, num_heads, dim_feedforward, dropout, bias_ff, bias_attn)
             for _ in range(num_layers)])
 
+    def position_embedding(self, length: int, dim: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """Sinusoidal embedding ``[1, length, dim]`` of positions ``0 .. length - 1`` (cached: every diffusion step
+        of a decode uses the same one)."""
+        cached = self._positions
+        if (cached is None or cached.shape[1] != length or cached.shape[2] != dim or cached.device != device
+                or cached.dtype != dtype):
+            with torch.inference_mode(False), torch.no_grad():  # usable in and out of inference mode
+                positions = torch.arange(length, device=device).view(1, -1, 1)
+                cached = create_sin_embedding(positions, dim, max_period=self.max_period, dtype=dtype)
+            self._positions = cached
+        return cached
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
-        positions = torch.arange(T, device=x.device).view(1, -1, 1)
-        x = x + create_sin_embedding(positions, C, max_period=self.max_period, dtype=x.dtype)
+        x = x + self.position_embedding(T, C, x.device, x.dtype)
         for layer in self.layers:
             x = layer(x)
         return x
