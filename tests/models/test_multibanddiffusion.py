@@ -75,6 +75,16 @@ def test_stereo_tokens_are_decoded_channel_by_channel(mbd, monkeypatch):
     assert torch.equal(stereo, torch.cat([left, right], dim=1))
 
 
+def test_multichannel_regenerate_goes_channel_by_channel(mbd, monkeypatch):
+    monkeypatch.setattr("audiocraft.modules.diffusion_schedule.DEFAULT_STEP_LIST", SHORT)
+    wav = torch.randn(1, 2, 1200, generator=torch.Generator().manual_seed(0)) * 0.1
+    torch.manual_seed(5)
+    both = mbd.regenerate(wav, 24000)
+    torch.manual_seed(5)
+    left, right = mbd.regenerate(wav[:, :1], 24000), mbd.regenerate(wav[:, 1:], 24000)
+    assert both.shape == (1, 2, 1200) and torch.equal(both, torch.cat([left, right], dim=1))
+
+
 @pytest.mark.parametrize("tokens, error, message", [
     (torch.zeros(1, 5, 3, dtype=torch.long), ValueError, r"K=5 codebooks .* uses 4 \(mono\) or 8 \(stereo"),
     (torch.full((1, 4, 3), 2048), ValueError, r"values must be in \[0, 2047\] .* got values in \[2048, 2048\]"),
