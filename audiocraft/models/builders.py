@@ -370,3 +370,6 @@ def get_debug_lm_model(device: tp.Union[str, torch.device] = "cpu") -> LMModel:
     lm = LMModel(DelayedPatternProvider(n_q=4), get_debug_conditioner_provider(dim), get_debug_condition_fuser(),
                  n_q=4, card=400, dim=dim, num_heads=4, num_layers=2, custom=True, cross_attention=True, causal=True)
     return lm.to(device).eval()
+
+
+from .diffusion_builders import get_diffusion_model, get_processor  # noqa: F401,E402

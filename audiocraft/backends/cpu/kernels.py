@@ -67,21 +67,23 @@ def _cpu_signature() -> str:
     return f"{platform.machine()} {platform.system()} {flags}"
 
 
-def _build(compiler: str, openmp: bool) -> Path:
-    source = SOURCE.read_bytes()
+def _build(compiler: str, openmp: bool, source_file: Path = SOURCE) -> Path:
+    """Compile ``source_file`` (default: the linear kernels) into the cache folder, once per source / compiler /
+    flags / CPU; returns the shared library's path."""
+    source = source_file.read_bytes()
     flags = _FLAGS + (["-fopenmp"] if openmp else [])
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=60).stdout
     key = hashlib.sha256(b"\0".join([source, version.encode(), " ".join(flags).encode(),
                                      _cpu_signature().encode()])).hexdigest()[:16]
     folder = _cache_dir()
-    target = folder / f"linear_kernels-{key}.so"
+    target = folder / f"{source_file.stem}-{key}.so"
     if target.exists():
         return target
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".linear_kernels-", suffix=".so", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=f".{source_file.stem}-", suffix=".so", dir=folder)
     os.close(fd)
     try:
-        result = subprocess.run([compiler, *flags, str(SOURCE), "-o", tmp], capture_output=True, text=True,
+        result = subprocess.run([compiler, *flags, str(source_file), "-o", tmp], capture_output=True, text=True,
                                 timeout=300)
         if result.returncode != 0:
             raise RuntimeError(f"{compiler} failed: {result.stderr.strip()[-2000:]}")
