@@ -34,6 +34,8 @@ from torch.nn import functional as F
 
 from audiocraft.models.encodec import EncodecModel
 from audiocraft.models.multibanddiffusion import DiffusionProcess, MultiBandDiffusion
+from audiocraft import backends
+from audiocraft.backends.diffusion import TORCH_DIFFUSION_OPS
 from audiocraft.models import unet as unet_module
 from audiocraft.models.unet import BottleneckAttention, DiffusionUnet
 from audiocraft.modules.diffusion_schedule import MultiBandProcessor, NoiseSchedule, SampleProcessor
@@ -103,31 +105,34 @@ def _sdpa_attention(self: BottleneckAttention, x: torch.Tensor) -> torch.Tensor:
     return F.linear(out, mha.out_proj.weight, mha.out_proj.bias).transpose(0, 1)
 
 
+def _unets(mbd: MultiBandDiffusion) -> tp.List[DiffusionUnet]:
+    return [tp.cast(DiffusionUnet, dp.model) for dp in mbd.DPs]
+
+
 @contextlib.contextmanager
-def baseline() -> tp.Iterator[None]:
-    """PyTorch's own kernels in the U-Net: oneDNN convolutions, F.dropout, SDPA attention."""
-    names = ("_conv", "_conv_transpose", "_norm_act", "dropout")
-    saved = [getattr(unet_module, name) for name in names], BottleneckAttention.forward
-    unet_module._conv = _onednn_conv  # type: ignore[assignment]
-    unet_module._conv_transpose = lambda conv, x: conv(x)  # type: ignore[assignment]
+def baseline(mbd: MultiBandDiffusion) -> tp.Iterator[None]:
+    """PyTorch's own kernels in the U-Net: oneDNN convolutions, F.dropout (backends.diffusion's default ops), SDPA
+    attention, no in-place activation."""
+    saved = unet_module._norm_act, BottleneckAttention.forward
+    for unet in _unets(mbd):
+        unet.set_ops(TORCH_DIFFUSION_OPS)
     unet_module._norm_act = lambda norm, activation, x: activation(norm(x))  # type: ignore[assignment]
-    unet_module.dropout = F.dropout  # type: ignore[assignment]
     BottleneckAttention.forward = _sdpa_attention  # type: ignore[method-assign]
     try:
         yield
     finally:
-        for name, value in zip(names, saved[0]):
-            setattr(unet_module, name, value)
-        BottleneckAttention.forward = saved[1]  # type: ignore[method-assign]
+        unet_module._norm_act, BottleneckAttention.forward = saved  # type: ignore[method-assign]
 
 
-def _onednn_conv(conv: torch.nn.Conv1d, x: torch.Tensor, length: tp.Optional[int] = None) -> torch.Tensor:
-    if length is not None and length > x.shape[-1]:
-        x = F.pad(x, (0, length - x.shape[-1]))
-    return conv(x)
+@contextlib.contextmanager
+def optimized(mbd: MultiBandDiffusion) -> tp.Iterator[None]:
+    """What MultiBandDiffusion.get_mbd_musicgen gives on CPU: backends.prepare_diffusion."""
+    for unet in _unets(mbd):
+        backends.prepare_diffusion(unet)
+    yield
 
 
-MODES = {"baseline": baseline, "optimized": contextlib.nullcontext}
+MODES = {"baseline": baseline, "optimized": optimized}
 
 
 def _timed(fn: tp.Callable[[], torch.Tensor]) -> tp.Tuple[torch.Tensor, float, float]:
@@ -145,7 +150,7 @@ def unet_only(mbd: MultiBandDiffusion, seconds: float, batch: int, reps: int) ->
     with torch.no_grad():
         for rep in range(reps + 1):  # the first round is a warm-up
             for mode, context in MODES.items():
-                with context():
+                with context(mbd):
                     torch.manual_seed(0)
                     out, wall, cpu = _timed(lambda: model(x, 949, condition=condition).sample)
                 if rep:
@@ -200,12 +205,12 @@ def main() -> None:
     calls = 20 * len(mbd.DPs)
     outputs = {}
     for mode in modes:
-        with MODES[mode]():
+        with MODES[mode](mbd):
             torch.manual_seed(2)
             mbd.tokens_to_wav(tokens[..., :10])  # warm-up (0.2 s)
     for rep in range(args.reps):
         for mode in modes:
-            with MODES[mode]():
+            with MODES[mode](mbd):
                 torch.manual_seed(3)
                 wav, wall, cpu = _timed(lambda: mbd.tokens_to_wav(tokens))
             outputs[mode] = wav

@@ -15,6 +15,7 @@ import typing as tp
 
 import torch
 
+from .. import backends
 from ..data.audio_utils import _check_sample_rate, convert_audio
 from ..modules.diffusion_schedule import NoiseSchedule
 from .encodec import CompressionModel
@@ -100,6 +101,7 @@ class MultiBandDiffusion:
         models, processors, cfgs = load_diffusion_models(MBD_REPO, device=device, filename=MBD_MUSICGEN_FILE)
         DPs = []
         for model, processor, cfg in zip(models, processors, cfgs):
+            backends.prepare_diffusion(model)
             kwargs = {key: cfg.schedule[key] for key in _SCHEDULE_KEYS if key in cfg.schedule}
             schedule = NoiseSchedule(**kwargs, sample_processor=processor, device=device)
             DPs.append(DiffusionProcess(model=model, noise_schedule=schedule))

@@ -26,8 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..backends.cpu.dropout import dropout
-from ..modules import conv_gemm
+from ..backends.diffusion import TORCH_DIFFUSION_OPS, DiffusionOps
 from ..modules.transformer import create_sin_embedding
 
 
@@ -37,27 +36,10 @@ class Output:
     sample: torch.Tensor
 
 
-def _conv(conv: nn.Conv1d, x: torch.Tensor, length: tp.Optional[int] = None) -> torch.Tensor:
-    """``conv(x)`` (``x`` first right-padded with zeros to ``length``), on CPU as one matrix product
-    (:mod:`audiocraft.modules.conv_gemm`: same result up to rounding, much faster than oneDNN for these shapes)."""
-    if x.device.type != "cpu" or conv.groups != 1 or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
-        if length is not None and length > x.shape[-1]:
-            x = F.pad(x, (0, length - x.shape[-1]))
-        return conv(x)
-    return conv_gemm.conv1d(x, conv.weight, conv.bias, conv.stride[0], conv.padding[0], conv.dilation[0], length)
-
-
 def _norm_act(norm: nn.Module, activation: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``activation(norm(x))``, a ReLU applied in place on the fresh normalised tensor."""
     y = norm(x)
     return torch.relu_(y) if type(activation) is nn.ReLU else activation(y)
-
-
-def _conv_transpose(conv: nn.ConvTranspose1d, x: torch.Tensor) -> torch.Tensor:
-    """``conv(x)`` for a transposed convolution, on CPU as one matrix product and an overlap-add."""
-    if x.device.type != "cpu" or conv.groups != 1 or conv.output_padding[0] or conv.dilation[0] != 1:
-        return conv(x)
-    return conv_gemm.conv_transpose1d(x, conv.weight, conv.bias, conv.stride[0], int(conv.padding[0]))
 
 
 class ResBlock(nn.Module):
@@ -75,12 +57,13 @@ class ResBlock(nn.Module):
         self.conv2 = nn.Conv1d(channels, channels, kernel, 1, padding, dilation=dilation)
         self.activation2 = activation()
         self.dropout2 = nn.Dropout1d(dropout)
+        self.ops: DiffusionOps = TORCH_DIFFUSION_OPS
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = _conv(self.conv1, _norm_act(self.norm1, self.activation1, x))
+        h = self.ops.conv1d(self.conv1, _norm_act(self.norm1, self.activation1, x))
         if self.dropout1.p:  # p = 0 draws nothing: skipping it changes nothing
             h = self.dropout1(h)
-        h = _conv(self.conv2, _norm_act(self.norm2, self.activation2, h))
+        h = self.ops.conv1d(self.conv2, _norm_act(self.norm2, self.activation2, h))
         if self.dropout2.p:
             h = self.dropout2(h)
         return h.add_(x)  # x + h
@@ -99,11 +82,12 @@ class EncoderLayer(nn.Module):
         self.activation = activation()
         self.res_blocks = nn.Sequential(*[ResBlock(chout, norm_groups=norm_groups, dilation=2 ** idx,
                                                    dropout=dropout) for idx in range(res_blocks)])
+        self.ops: DiffusionOps = TORCH_DIFFUSION_OPS
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         stride = self.conv.stride[0]
         pad = (stride - x.shape[-1] % stride) % stride
-        x = _conv(self.conv, x, length=x.shape[-1] + pad)
+        x = self.ops.conv1d(self.conv, x, length=x.shape[-1] + pad)
         return self.res_blocks(_norm_act(self.norm, self.activation, x))
 
 
@@ -119,9 +103,10 @@ class DecoderLayer(nn.Module):
         self.norm = nn.GroupNorm(norm_groups, chin)
         self.convtr = nn.ConvTranspose1d(chin, chout, kernel, stride, padding, bias=False)
         self.activation = activation()
+        self.ops: DiffusionOps = TORCH_DIFFUSION_OPS
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _conv_transpose(self.convtr, _norm_act(self.norm, self.activation, self.res_blocks(x)))
+        return self.ops.conv_transpose1d(self.convtr, _norm_act(self.norm, self.activation, self.res_blocks(x)))
 
 
 class BLSTM(nn.Module):
@@ -148,6 +133,7 @@ class BottleneckAttention(nn.Module):
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.1, bias: bool = False) -> None:
         super().__init__()
         self.mha = nn.MultiheadAttention(embed_dim, num_heads, dropout=dropout, bias=bias, batch_first=True)
+        self.ops: DiffusionOps = TORCH_DIFFUSION_OPS
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, T, E]`` -> ``[B, T, E]`` (a transposed view of a ``[T, B, E]`` tensor)."""
@@ -159,7 +145,7 @@ class BottleneckAttention(nn.Module):
         q, k, v = proj.view(T, B, 3, H, D).permute(2, 1, 3, 0, 4).unbind(0)  # [B, H, T, D] each
         factor = math.sqrt(1.0 / math.sqrt(D))
         weights = torch.matmul(q * factor, k.transpose(-2, -1) * factor).softmax(dim=-1)  # [B, H, T, T]
-        weights = dropout(weights, mha.dropout, self.training)
+        weights = self.ops.dropout(weights, mha.dropout, self.training)
         out = torch.matmul(weights, v).permute(2, 0, 1, 3).reshape(T, B, E)
         return F.linear(out, mha.out_proj.weight, mha.out_proj.bias).transpose(0, 1)
 
@@ -177,12 +163,13 @@ class BottleneckTransformerLayer(nn.Module):
         self.norm1 = nn.LayerNorm(d_model, eps=1e-5)
         self.norm2 = nn.LayerNorm(d_model, eps=1e-5)
         self.dropout = dropout
+        self.ops: DiffusionOps = TORCH_DIFFUSION_OPS
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p, train = self.dropout, self.training
-        x = self.norm1(dropout(self.self_attn(x), p, train).add_(x))  # x + drop(attn(x))
-        h = dropout(torch.relu_(self.linear1(x)), p, train)
-        return self.norm2(dropout(self.linear2(h), p, train).add_(x))
+        p, train, drop = self.dropout, self.training, self.ops.dropout
+        x = self.norm1(drop(self.self_attn(x), p, train).add_(x))  # x + drop(attn(x))
+        h = drop(torch.relu_(self.linear1(x)), p, train)
+        return self.norm2(drop(self.linear2(h), p, train).add_(x))
 
 
 class BottleneckTransformer(nn.Module):
@@ -275,6 +262,13 @@ class DiffusionUnet(nn.Module):
         self.use_codec = codec_dim is not None
         if codec_dim is not None:
             self.conv_codec = nn.Conv1d(codec_dim, chin, 1)
+        self.ops: DiffusionOps = TORCH_DIFFUSION_OPS
+
+    def set_ops(self, ops: DiffusionOps) -> None:
+        """Compute every convolution and dropout of the U-Net with ``ops`` (see :mod:`audiocraft.backends`)."""
+        for module in self.modules():
+            if isinstance(getattr(module, "ops", None), DiffusionOps):
+                setattr(module, "ops", ops)
 
     def bottleneck_length(self, length: int) -> int:
         """Length at the bottleneck of an input of ``length`` samples (each encoder: ``ceil(length / stride)``)."""
@@ -287,7 +281,7 @@ class DiffusionUnet(nn.Module):
         """The condition ``[B, codec_dim, F]`` as added at the bottleneck: ``[B, C, length]`` (1x1 conv, then
         nearest interpolation). Constant over the diffusion steps: compute it once and pass it to ``forward``
         as ``condition_emb``."""
-        emb = _conv(self.conv_codec, condition)
+        emb = self.ops.conv1d(self.conv_codec, condition)
         if emb.shape[-1] > 2 * length:
             raise ValueError(f"the condition has {emb.shape[-1]} frames for a bottleneck of {length}: it would be "
                              "downsampled by a factor >= 2 (is the audio length right for these tokens?)")

@@ -107,3 +107,25 @@ def test_condition_reaches_the_deepest_skip_even_without_bottleneck_model():
         a = model(x, 3, condition=torch.randn(1, 3, 2)).sample
         b = model(x, 3, condition=torch.randn(1, 3, 2)).sample
     assert not torch.equal(a, b)
+
+
+def test_backend_ops_give_the_same_unet_output():
+    """backends.prepare_diffusion swaps in the CPU backend's convolutions (one matrix product each) and dropout (the
+    same random draws): the same output as PyTorch's own modules, within float round-off."""
+    from audiocraft import backends
+    from audiocraft.backends.cpu.diffusion import NativeDiffusionOps
+    from audiocraft.backends.diffusion import TORCH_DIFFUSION_OPS
+
+    torch.manual_seed(0)
+    model = DiffusionUnet(**TINY)
+    x, condition = torch.randn(2, 1, 999), torch.randn(2, 6, 3)
+    torch.manual_seed(5)
+    plain = model(x, 949, condition=condition).sample
+    backends.prepare_diffusion(model)
+    assert all(isinstance(m.ops, NativeDiffusionOps) for m in model.modules() if hasattr(m, "ops"))
+    torch.manual_seed(5)
+    fast = model(x, 949, condition=condition).sample
+    torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-4)
+    model.set_ops(TORCH_DIFFUSION_OPS)
+    torch.manual_seed(5)
+    assert torch.equal(model(x, 949, condition=condition).sample, plain)
