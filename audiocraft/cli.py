@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="file with one prompt per line (instead of PROMPT); writes <out>_000, <out>_001, ...; "
                              "takes already written are skipped")
     parser.add_argument("--model", default="facebook/musicgen-small",
-                        help="hub id, local folder or 'debug' (default: facebook/musicgen-small)")
+                        help="hub id (MusicGen, stereo MusicGen, MAGNeT or AudioGen), local folder or 'debug' "
+                             "(default: facebook/musicgen-small)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds of audio (default: 8)")
     parser.add_argument("--out", type=Path, default=Path("out.wav"),
@@ -71,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--greedy", action="store_true", help="argmax decoding instead of sampling")
     parser.add_argument("--extend-stride", type=float, default=None,
                         help="window stride in seconds for durations beyond the model's maximum window "
-                             "(default: 18, or half the window if that is shorter)")
+                             "(default: the model's, 18 for MusicGen, 2 for AudioGen)")
     parser.add_argument("--batch-size", type=int, default=8,
                         help="prompts generated together by a process (default: 8); the files do not depend on it")
     parser.add_argument("--overwrite", action="store_true", help="with --batch: generate takes already written again")
@@ -106,7 +107,7 @@ def _device(args: argparse.Namespace, shard: Shard) -> str:
 
 
 def _load_model(args: argparse.Namespace) -> tp.Any:
-    from .models import get_pretrained  # MusicGen, or MAGNeT for a MAGNeT checkpoint
+    from .models import get_pretrained  # MusicGen, or MAGNeT / AudioGen for their checkpoints
     name = _demo_checkpoint(args) if os.environ.get(_DEMO_ENV) == "1" else args.model
     try:
         return get_pretrained(name, device=_device(args, shard_from_env()))
@@ -127,8 +128,8 @@ def _configure(model: tp.Any, args: argparse.Namespace, plan: Plan) -> None:
     if plan.audio is not None and plan.audio.kind == "melody" and not hasattr(model, "generate_with_chroma"):
         raise CLIError(f"--melody needs a melody model; {args.model} ({type(model).__name__}) has none")
     stride = args.extend_stride
-    if stride is None:
-        stride = 18.0 if model.max_duration > 18.0 else model.max_duration / 2
+    if stride is None:  # the model's own default: MusicGen's 18 s, AudioGen's 2 s
+        stride = model.extend_stride or (18.0 if model.max_duration > 18.0 else model.max_duration / 2)
     try:
         _set_generation_params(model, args, stride)
     except (TypeError, ValueError) as exc:

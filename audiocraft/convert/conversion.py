@@ -8,8 +8,9 @@
   ``audio_encoder`` / ``decoder``), ``generation_config.json``, ``model.safetensors`` (T5 encoder + EnCodec +
   decoder) and the T5 tokenizer / processor files.
 
-Weights are moved, never recomputed: converting there and back gives bit-identical state dicts. Mono text
-and melody models convert (any size); options transformers' MusicGen cannot express raise
+Weights are moved, never recomputed: converting there and back gives bit-identical state dicts. Text and
+melody models convert (any size), mono or stereo (transformers' ``audio_channels=2``: the same interleaved left /
+right codebooks, decoded by the same mono EnCodec); options transformers' MusicGen cannot express raise
 :class:`ConversionError` naming them. Outputs are built in a temporary folder next to ``out_dir`` and moved in
 place file by file (``os.replace``), so a failed conversion leaves no partial file behind.
 
@@ -223,18 +224,20 @@ def to_transformers(source: PathLike, out_dir: PathLike, overwrite: bool = False
                               MusicgenMelodyForConditionalGeneration)
     codec_kwargs, codec_state = _codec_for_transformers(codec_pkg)
     codec_n_q = codec_kwargs.pop("n_q")
-    if codec_kwargs["codebook_size"] != spec.card or codec_n_q < spec.n_q:
-        raise ConversionError(f"the LM predicts {spec.n_q} x {spec.card} codes but the codec has {codec_n_q} x "
-                              f"{codec_kwargs['codebook_size']}")
+    per_channel = spec.n_q // spec.audio_channels  # a stereo LM's codebooks: both channels', interleaved
+    if codec_kwargs["codebook_size"] != spec.card or codec_n_q < per_channel:
+        raise ConversionError(f"the LM predicts {per_channel} x {spec.card} codes per channel but the codec has "
+                              f"{codec_n_q} x {codec_kwargs['codebook_size']}")
     if codec_kwargs["audio_channels"] != 1:
-        raise ConversionError(f"the codec has {codec_kwargs['audio_channels']} channels: only mono models convert")
+        raise ConversionError(f"the codec has {codec_kwargs['audio_channels']} channels: only mono codecs convert "
+                              "(stereo models encode each channel with a mono codec)")
     lm_state, t5_finetuned = weights.lm_to_transformers(lm_pkg["best_state"])
 
     with _quiet_transformers():
         t5_config, t5_state = _t5_for_transformers(spec, t5_finetuned)
         frame_rate = codec_kwargs["sampling_rate"] / math.prod(codec_kwargs["upsampling_ratios"])
         audio_config = EncodecConfig(target_bandwidths=cfgs.target_bandwidths(
-            [spec.n_q, codec_n_q], frame_rate, spec.card), **codec_kwargs)
+            [per_channel, codec_n_q], frame_rate, spec.card), **codec_kwargs)
         if audio_config.num_quantizers != codec_n_q:
             raise ConversionError(f"cannot express {codec_n_q} codebooks as a transformers EnCodec bandwidth")
         decoder_kwargs: tp.Dict[str, tp.Any] = dict(
@@ -242,7 +245,7 @@ def to_transformers(source: PathLike, out_dir: PathLike, overwrite: bool = False
             num_attention_heads=spec.num_heads, ffn_dim=spec.ffn_dim, num_codebooks=spec.n_q,
             activation_function=spec.activation, dropout=spec.dropout, attention_dropout=0.0,
             activation_dropout=0.0, pad_token_id=spec.card, bos_token_id=spec.card,
-            decoder_start_token_id=spec.card, audio_channels=1)
+            decoder_start_token_id=spec.card, audio_channels=spec.audio_channels)
         model_cls: tp.Any
         if spec.melody is None:
             config: tp.Any = _composite_config(MusicgenConfig, t5_config, audio_config,
@@ -271,7 +274,7 @@ def to_transformers(source: PathLike, out_dir: PathLike, overwrite: bool = False
             top_k=250, guidance_scale=spec.cfg_coef, max_length=int(round(spec.segment_duration * frame_rate)))
         with _staging(out_dir, overwrite, [source]) as tmp:
             model.save_pretrained(tmp, safe_serialization=True)
-            _write_processor(tmp, spec, spec.t5_name, codec_kwargs["sampling_rate"], 1)
+            _write_processor(tmp, spec, spec.t5_name, codec_kwargs["sampling_rate"], spec.audio_channels)
     return Path(out_dir)
 
 

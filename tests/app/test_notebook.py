@@ -13,9 +13,10 @@ nbformat = pytest.importorskip("nbformat", reason="nbformat is not installed (th
 nbclient = pytest.importorskip("nbclient", reason="nbclient is not installed (the 'dev' extra)")
 pytest.importorskip("ipykernel", reason="ipykernel is not installed (the 'dev' extra)")
 
-# Clips the last cell saves: 3 text prompts, 2 continuations of a synthesised prompt, 1 of bach.mp3, 2 melodies.
+# Clips the last cell saves: 3 text prompts, 2 continuations of a synthesised prompt, 1 of bach.mp3, 2 melodies,
+# 2 stereo text prompts and 1 stereo continuation of bach.mp3 (2 channels), 1 AudioGen sound (16 kHz).
 EXPECTED = ["text_0", "text_1", "text_2", "continuation_0", "continuation_1", "bach_continuation_0", "melody_0",
-            "melody_1"]
+            "melody_1", "stereo_0", "stereo_1", "stereo_continuation_0", "sound_0"]
 
 
 def test_demo_notebook_runs_offline(tmp_path, monkeypatch):
@@ -26,7 +27,8 @@ def test_demo_notebook_runs_offline(tmp_path, monkeypatch):
     # One torch thread in the kernel: the tiny models gain nothing from more, and busy-waiting OpenMP threads
     # slow everything down several times when the machine is shared.
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    for name in ("MUSICGEN_MODEL", "MUSICGEN_MELODY_MODEL", "MUSICGEN_DEMO_CACHE", "MUSICGEN_DEMO_ASSETS"):
+    for name in ("MUSICGEN_MODEL", "MUSICGEN_MELODY_MODEL", "MUSICGEN_STEREO_MODEL", "AUDIOGEN_MODEL",
+                 "MUSICGEN_DEMO_CACHE", "MUSICGEN_DEMO_ASSETS"):
         monkeypatch.delenv(name, raising=False)
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code"), \
@@ -38,15 +40,17 @@ def test_demo_notebook_runs_offline(tmp_path, monkeypatch):
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     players = [o for o in outputs if o.output_type == "display_data" and "<audio" in o.data.get("text/html", "")]
-    # display_audio: 2 unconditional + 3 text + prompt + 2 continuations + 1 bach + 2 melodies + 2 generated.
-    assert len(players) == 13
+    # display_audio: 2 unconditional + 3 text + prompt + 2 continuations + 1 bach + 2 melodies + 2 generated
+    # + 2 stereo + 1 stereo continuation + 1 sound.
+    assert len(players) == 17
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "offline=True duration=1.0 s" in text
 
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{stem}.wav" for stem in EXPECTED)
     for stem in EXPECTED:
         info = audio_info(out / f"{stem}.wav")
-        assert (info.sample_rate, info.channels) == (32000, 1), stem
+        expected = (16000, 1) if stem.startswith("sound") else (32000, 2) if stem.startswith("stereo") else (32000, 1)
+        assert (info.sample_rate, info.channels) == expected, stem
         assert info.duration == pytest.approx(1.0, abs=1e-3), stem
 
 

@@ -464,9 +464,10 @@ def test_cli_unsupported_transformers_model(capsys, tmp_path, small_hf):
     folder = tmp_path / "stereo"
     folder.mkdir()
     config = json.loads((small_hf / "config.json").read_text())
-    config["decoder"].update(audio_channels=2, num_codebooks=8)
+    config["decoder"].update(audio_channels=2, num_codebooks=7)
     (folder / "config.json").write_text(json.dumps(config))
-    _one_line_error(capsys, "decoder.audio_channels=2 cannot be expressed in Audiocraft's MusicGen (needs 1)",
+    _one_line_error(capsys, "decoder.audio_channels=2 with num_codebooks=7 cannot be expressed in Audiocraft's "
+                    "MusicGen (1, or 2 with an even number of codebooks)",
                     "from-transformers", str(folder), str(tmp_path / "out"))
     config["decoder"].update(audio_channels=1, num_codebooks=4)
     config["text_encoder"]["_name_or_path"] = "my-own-t5"
