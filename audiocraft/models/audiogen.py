@@ -13,7 +13,7 @@ import torch
 
 from ..utils.validation import ArgumentError
 from .encodec import CompressionModel
-from .genmodel import BaseGenModel
+from .genmodel import BaseGenModel, generation_params_setter
 from .lm import LMModel
 from .melody import MELODY_CONDITION
 from .pretrained import check_name, load_pretrained
@@ -65,10 +65,4 @@ class AudioGen(BaseGenModel):
         return load_pretrained(AudioGen, name, device, dtype=dtype, quantize=quantize, pack=pack,
                                debug_sample_rate=16000, debug_max_duration=10.0, setup_lm=setup_lm)
 
-    def set_generation_params(self, use_sampling: bool = True, top_k: int = 250, top_p: float = 0.0,
-                              temperature: float = 1.0, duration: float = 10.0, cfg_coef: float = 3.0,
-                              two_step_cfg: bool = False, extend_stride: float = 2) -> None:
-        """Set the generation parameters (see :meth:`BaseGenModel.set_generation_params`) with AudioGen's defaults:
-        ``duration`` 10 s and windows advancing by ``extend_stride`` 2 s beyond ``max_duration`` (10 s)."""
-        super().set_generation_params(use_sampling, top_k, top_p, temperature, duration, cfg_coef, two_step_cfg,
-                                      extend_stride)
+    set_generation_params = generation_params_setter(default_duration=10.0, default_extend_stride=2)

@@ -108,6 +108,56 @@ def check_compatible(compression_model: CompressionModel, lm: LMModel) -> None:
                          "together")
 
 
+def generation_params_setter(default_duration: float, default_extend_stride: float) -> tp.Callable[..., None]:
+    """The ``set_generation_params`` method of a left-to-right facade whose defaults are ``default_duration`` and
+    ``default_extend_stride`` seconds (MusicGen: 30 and 18, AudioGen: 10 and 2); the other defaults are Audiocraft's."""
+
+    def set_generation_params(self: "BaseGenModel", use_sampling: bool = True, top_k: int = 250, top_p: float = 0.0,
+                              temperature: float = 1.0, duration: float = default_duration, cfg_coef: float = 3.0,
+                              two_step_cfg: bool = False, extend_stride: float = default_extend_stride) -> None:
+        """Check and set the generation parameters.
+
+        Args:
+            use_sampling: sample (True) or take the argmax (False).
+            top_k: keep the k most likely tokens when sampling (used when ``top_p`` is 0).
+            top_p: nucleus sampling threshold in [0, 1]; 0 disables it (top-k is used).
+            temperature: softmax temperature, in [1e-3, 1e3].
+            duration: seconds of audio to generate, at least one frame (0.02 s). Beyond ``max_duration``
+                generation proceeds in windows that overlap by ``max_duration - extend_stride`` seconds.
+            cfg_coef: classifier-free guidance coefficient, in [-1e3, 1e3].
+            two_step_cfg: run the conditional and unconditional passes separately (same result, slower); unlike
+                Audiocraft, ``cfg_coef`` is honoured in that mode too.
+            extend_stride: seconds the window advances when extending (0 < extend_stride < max_duration).
+        """
+        check_bool("use_sampling", use_sampling)
+        check_number("top_k", top_k, minimum=0, integer=True)
+        check_number("top_p", top_p, minimum=0.0, maximum=1.0)
+        # Bounds keep the scaled logits finite in float32 (1e-300 or 1e300 would overflow them to inf / NaN).
+        check_number("temperature", temperature, minimum=MIN_TEMPERATURE, maximum=MAX_TEMPERATURE)
+        check_number("duration", duration, minimum=0.0, strict_min=True)
+        if duration * self.frame_rate < 1:
+            raise ArgumentError(f"duration must be at least one frame ({1 / self.frame_rate:g} s at "
+                                f"{self.frame_rate:g} Hz), got {duration}.")
+        check_number("cfg_coef", cfg_coef, minimum=-MAX_CFG_COEF, maximum=MAX_CFG_COEF)
+        check_bool("two_step_cfg", two_step_cfg)
+        check_number("extend_stride", extend_stride, minimum=0.0, strict_min=True)
+        if extend_stride >= self.max_duration:
+            raise ArgumentError(f"extend_stride must be < max_duration ({self.max_duration} s), got {extend_stride}.")
+        self.extend_stride = extend_stride
+        self.duration = float(duration)
+        self.generation_params = {
+            "use_sampling": use_sampling,
+            "temp": temperature,
+            "top_k": int(top_k),
+            "top_p": float(top_p),
+            "cfg_coef": cfg_coef,
+            "two_step_cfg": two_step_cfg,
+        }
+
+    set_generation_params.__qualname__ = "set_generation_params"
+    return set_generation_params
+
+
 class BaseGenModel(ABC):
     """Base of the generation facades.
 
@@ -175,48 +225,9 @@ class BaseGenModel(ABC):
                                     f"{type(progress_callback).__name__}.")
         self._progress_callback = progress_callback
 
-    def set_generation_params(self, use_sampling: bool = True, top_k: int = 250, top_p: float = 0.0,
-                              temperature: float = 1.0, duration: float = 30.0, cfg_coef: float = 3.0,
-                              two_step_cfg: bool = False, extend_stride: float = 18) -> None:
-        """Check and set the generation parameters. The defaults are MusicGen's (Audiocraft's); a facade with other
-        defaults (AudioGen: ``duration`` 10, ``extend_stride`` 2) restates the signature and calls this.
-
-        Args:
-            use_sampling: sample (True) or take the argmax (False).
-            top_k: keep the k most likely tokens when sampling (used when ``top_p`` is 0).
-            top_p: nucleus sampling threshold in [0, 1]; 0 disables it (top-k is used).
-            temperature: softmax temperature, in [1e-3, 1e3].
-            duration: seconds of audio to generate, at least one frame (0.02 s). Beyond ``max_duration``
-                generation proceeds in windows that overlap by ``max_duration - extend_stride`` seconds.
-            cfg_coef: classifier-free guidance coefficient, in [-1e3, 1e3].
-            two_step_cfg: run the conditional and unconditional passes separately (same result, slower); unlike
-                Audiocraft, ``cfg_coef`` is honoured in that mode too.
-            extend_stride: seconds the window advances when extending (0 < extend_stride < max_duration).
-        """
-        check_bool("use_sampling", use_sampling)
-        check_number("top_k", top_k, minimum=0, integer=True)
-        check_number("top_p", top_p, minimum=0.0, maximum=1.0)
-        # Bounds keep the scaled logits finite in float32 (1e-300 or 1e300 would overflow them to inf / NaN).
-        check_number("temperature", temperature, minimum=MIN_TEMPERATURE, maximum=MAX_TEMPERATURE)
-        check_number("duration", duration, minimum=0.0, strict_min=True)
-        if duration * self.frame_rate < 1:
-            raise ArgumentError(f"duration must be at least one frame ({1 / self.frame_rate:g} s at "
-                                f"{self.frame_rate:g} Hz), got {duration}.")
-        check_number("cfg_coef", cfg_coef, minimum=-MAX_CFG_COEF, maximum=MAX_CFG_COEF)
-        check_bool("two_step_cfg", two_step_cfg)
-        check_number("extend_stride", extend_stride, minimum=0.0, strict_min=True)
-        if extend_stride >= self.max_duration:
-            raise ArgumentError(f"extend_stride must be < max_duration ({self.max_duration} s), got {extend_stride}.")
-        self.extend_stride = extend_stride
-        self.duration = float(duration)
-        self.generation_params = {
-            "use_sampling": use_sampling,
-            "temp": temperature,
-            "top_k": int(top_k),
-            "top_p": float(top_p),
-            "cfg_coef": cfg_coef,
-            "two_step_cfg": two_step_cfg,
-        }
+    @abstractmethod
+    def set_generation_params(self, *args: tp.Any, **kwargs: tp.Any) -> None:
+        """Set the generation parameters (MusicGen's and AudioGen's: :func:`generation_params_setter`)."""
 
     @staticmethod
     @abstractmethod

@@ -16,7 +16,7 @@ from ..utils.cancel import CancelToken
 from ..utils.config import select
 from ..utils.validation import ArgumentError
 from .encodec import CompressionModel
-from .genmodel import AudioAndTokens, BaseGenModel, SeedType
+from .genmodel import AudioAndTokens, BaseGenModel, SeedType, generation_params_setter
 from .lm import LMModel
 from .melody import MELODY_CONDITION, MelodyList, MelodyType
 from .pretrained import check_name, load_pretrained
@@ -97,6 +97,8 @@ class MusicGen(BaseGenModel):
                 chroma.stem_separation = stem_separation
 
         return load_pretrained(MusicGen, name, device, dtype=dtype, quantize=quantize, pack=pack, setup_lm=setup_lm)
+
+    set_generation_params = generation_params_setter(default_duration=30.0, default_extend_stride=18)
 
     # ---- melody ---------------------------------------------------------------------------------
     def generate_with_chroma(self, descriptions: tp.List[tp.Optional[str]], melody_wavs: MelodyType,
