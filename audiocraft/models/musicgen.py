@@ -17,6 +17,7 @@ from ..utils.config import select
 from ..utils.validation import ArgumentError
 from .encodec import CompressionModel
 from .genmodel import AudioAndTokens, BaseGenModel, SeedType, generation_params_setter
+from .genmodel import MAX_CFG_COEF, MAX_TEMPERATURE, MIN_TEMPERATURE  # noqa: F401  (their old home, still read)
 from .lm import LMModel
 from .melody import MELODY_CONDITION, MelodyList, MelodyType
 from .pretrained import check_name, load_pretrained
