@@ -535,7 +535,8 @@ def print_table(results: tp.Dict[tp.Tuple[str, str, int], tp.List[tp.Dict[str, f
                 rows = results[(impl, precision, batch)]
                 total = _median(rows, "total_s")
                 load = loads[(impl, precision)]
-                print(f"| {impl}{' stereo' if STEREO else ''} | {precision} | {batch} | {_median(rows, 'text_ms'):.0f} | "
+                label = f"{impl} stereo" if STEREO else impl
+                print(f"| {label} | {precision} | {batch} | {_median(rows, 'text_ms'):.0f} | "
                       f"{_median(rows, 'step_ms'):.1f} | {floor:.1f} | {_median(rows, 'audio_ms'):.0f} | "
                       f"{total:.1f} | {total / seconds:.2f} | {load['load_peak']:.2f} / {load['peak']:.2f} |")
     print()
