@@ -190,7 +190,7 @@ class NoiseSchedule:
                  return_list: bool = False) -> tp.Union[torch.Tensor, tp.List[torch.Tensor]]:
         """Full reverse process over all ``num_steps`` steps from ``initial`` noise ``[B, C, T]``."""
         alpha_bar = self.get_alpha_bar(step=self.num_steps - 1)
-        current = previous = initial
+        current = initial
         iterates = [initial]
         for step in range(self.num_steps)[::-1]:
             with torch.no_grad():
@@ -205,17 +205,23 @@ class NoiseSchedule:
                 sigma2 = (1 - previous_alpha_bar) / (1 - alpha_bar) * (1 - alpha)
             if sigma2 > 0:
                 previous += sigma2 ** 0.5 * torch.randn_like(previous) * self.noise_scale
-            if self.clip:
-                previous = previous.clamp(-self.clip, self.clip)
-            current = previous
             alpha_bar = previous_alpha_bar
-            if step == 0:
-                previous *= self.rescale
-            if return_list:
-                iterates.append(previous.cpu())
+            current = self._end_step(previous, step, iterates if return_list else None)
         if return_list:
             return iterates
-        return self.sample_processor.return_sample(previous)
+        return self.sample_processor.return_sample(current)
+
+    def _end_step(self, previous: torch.Tensor, step: int,
+                  iterates: tp.Optional[tp.List[torch.Tensor]]) -> torch.Tensor:
+        """Clip the new iterate, rescale it after the last step and record it; returns the next input.
+        The rescale is in place on the tensor that is returned, as in Audiocraft."""
+        if self.clip:
+            previous = previous.clamp(-self.clip, self.clip)
+        if step == 0:
+            previous *= self.rescale
+        if iterates is not None:
+            iterates.append(previous.cpu())
+        return previous
 
     def subsampled_coefficients(self, step_list: tp.Sequence[int]) -> tp.List[tp.Tuple[int, torch.Tensor,
                                                                                        torch.Tensor,
@@ -251,7 +257,6 @@ class NoiseSchedule:
         Returns the processed sample ``[B, C, T]`` (or every iterate, unprocessed, with ``return_list``)."""
         steps = _check_step_list(DEFAULT_STEP_LIST if step_list is None else step_list, self.num_steps)
         current = initial * self.noise_scale
-        previous = current
         iterates = [current]
         for step, alpha, coef, sigma in self.subsampled_coefficients(steps):
             with torch.no_grad():
@@ -259,16 +264,10 @@ class NoiseSchedule:
             previous = (current - coef * estimate) / alpha.sqrt()
             if sigma is not None:
                 previous += sigma * torch.randn_like(previous) * self.noise_scale
-            if self.clip:
-                previous = previous.clamp(-self.clip, self.clip)
-            current = previous
-            if step == 0:
-                previous *= self.rescale
-            if return_list:
-                iterates.append(previous.cpu())
+            current = self._end_step(previous, step, iterates if return_list else None)
         if return_list:
             return iterates
-        return self.sample_processor.return_sample(previous)
+        return self.sample_processor.return_sample(current)
 
 
 def _check_step_list(step_list: tp.Sequence[int], num_steps: int) -> tp.List[int]:
