@@ -53,7 +53,8 @@ class AudioGen(BaseGenModel):
             device: ``'cuda'`` when available, else ``'cpu'``.
             dtype, quantize, pack: the language model's weights and CPU kernels, as in ``MusicGen.get_pretrained``.
         Raises:
-            ValueError: a checkpoint with melody (waveform) conditioning, which AudioGen cannot feed.
+            ValueError: a checkpoint with melody (waveform) conditioning, which AudioGen cannot feed, or a MAGNeT
+                checkpoint (load it with ``MAGNeT.get_pretrained``).
         """
         name = check_name(name)
 

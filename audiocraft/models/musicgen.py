@@ -76,8 +76,9 @@ class MusicGen(BaseGenModel):
                 and kernels.
             See :mod:`audiocraft.backends.cpu.formats` for the accuracy of each option.
         Raises:
-            ValueError: an AudioGen checkpoint (load it with ``AudioGen.get_pretrained``), or a checkpoint whose LM and
-                compression model do not fit together (codebooks, channels).
+            ValueError: an AudioGen or MAGNeT checkpoint (load it with ``AudioGen.get_pretrained`` /
+                ``MAGNeT.get_pretrained``), or a checkpoint whose LM and compression model do not fit together
+                (codebooks, channels).
         """
         name = check_name(name)
         if name in _HF_MODEL_CHECKPOINTS_MAP:

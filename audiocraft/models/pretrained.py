@@ -18,7 +18,7 @@ import torch
 
 from .. import backends
 from ..utils.config import select
-from ..utils.validation import ArgumentTypeError, check_bool
+from ..utils.validation import ArgumentError, ArgumentTypeError, check_bool
 from .lm import LMModel
 from .loaders import LM_FILENAME, _checkpoint_cfg, _load_package, load_compression_model, load_lm_model
 
@@ -68,12 +68,22 @@ def load_pretrained(facade: tp.Type[GenModelT], name: str, device: tp.Optional[s
             return facade(name, compression_model, lm, max_duration=debug_max_duration)
         lm = tp.cast(LMModel, load_lm_model(name, device=device, for_generation=True,
                                             on_state_loaded=preparation.on_state_loaded))
+        _refuse_magnet(facade.__name__, name, lm)
         compression_model = load_compression_model(name, device=device)
         if setup_lm is not None:
             setup_lm(lm)
         model = facade(name, compression_model, lm)  # wraps the codec for stereo, checks the two fit
         preparation.prepare(lm)
     return model
+
+
+def _refuse_magnet(facade: str, name: str, lm: LMModel) -> None:
+    """A MAGNeT LM cannot be decoded left to right by ``facade``: say which class loads it."""
+    from .lm_magnet import MagnetLMModel
+    if isinstance(lm, MagnetLMModel):
+        raise ArgumentError(f"{name!r} is a MAGNeT checkpoint (lm_model: transformer_lm_magnet), which {facade} "
+                            "cannot generate with: load it with MAGNeT.get_pretrained (or "
+                            "audiocraft.models.get_pretrained).")
 
 
 def facade_for(name: str) -> tp.Type["BaseGenModel"]:

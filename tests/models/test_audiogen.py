@@ -55,6 +55,10 @@ def test_wrong_facade_is_a_clear_error():
         MusicGen.get_pretrained(AUDIOGEN, device="cpu")
     with pytest.raises(ValueError, match="AudioGen does not support waveform conditioning"):
         AudioGen.get_pretrained("facebook/musicgen-melody", device="cpu")
+    for facade in (MusicGen, AudioGen):  # a MAGNeT LM is not decoded left to right
+        with pytest.raises(ValueError, match=f"is a MAGNeT checkpoint.*which {facade.__name__} cannot generate "
+                                             "with: load it with MAGNeT.get_pretrained"):
+            facade.get_pretrained("facebook/magnet-small-10secs", device="cpu")
 
 
 # ---- components, golden-exact ------------------------------------------------------------------------
