@@ -195,7 +195,10 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         for path in run(args):
-            print(path)
+            # One write per line: under torchrun several processes share stdout, and print() writes the path and
+            # the newline separately (unbuffered output would interleave them).
+            sys.stdout.write(f"{path}\n")
+            sys.stdout.flush()
     except CLIError as exc:
         print(f"musicgen: error: {exc}", file=sys.stderr)
         return 2
