@@ -256,14 +256,16 @@ def generate_one(cache: ModelCache, request: GenerationRequest, progress: tp.Opt
             if status is not None and not cache.diffusion_loaded:
                 status("Loading MultiBand Diffusion")
             decoder = cache.diffusion(model)
-        out = _run(model, [request.text], [melody], progress, cancel, return_tokens=decoder is not None)
-        wav, tokens = out if decoder is not None else (out, None)
+        if decoder is None:
+            wav, tokens = _run(model, [request.text], [melody], progress, cancel), None
+        else:
+            wav, tokens = _run(model, [request.text], [melody], progress, cancel, return_tokens=True)
         sample_rate = int(model.sample_rate)
         stopped = cancel is not None and cancel.cancelled
         diffusion = None
-        if decoder is not None and stopped:
+        if tokens is not None and stopped:
             warnings.append("Stopped: the MultiBand Diffusion decoding was skipped.")
-        elif decoder is not None and tokens.shape[-1]:
+        elif tokens is not None and tokens.shape[-1]:
             if status is not None:
                 status("Decoding with MultiBand Diffusion")
             diffusion = _decode(model, tokens, decoder)[0].detach().cpu()

@@ -128,4 +128,3 @@ def test_page_has_the_decoder_choice(tmp_path):
     toggle = next(fn for fn in demo.fns.values() if [c.elem_id for c in fn.inputs] == ["decoder"])
     assert [c.elem_id for c in toggle.outputs] == ["diffusion_audio"]
     assert toggle.fn(MBD_DECODER)["visible"] is True and toggle.fn(DEFAULT_DECODER)["visible"] is False
-
