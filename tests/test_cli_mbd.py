@@ -67,8 +67,9 @@ def no_model_load(monkeypatch):
 
 
 def test_models_mbd_cannot_decode_fail_before_loading(tmp_path, capsys, no_model_load):
-    audiogen = write_checkpoint(tmp_path / "audiogen", 16000, "audiogen")
-    for model, message in [(audiogen, f"'{audiogen}' (audiogen) makes 16000 Hz audio"),
+    other = write_checkpoint(tmp_path / "other", 24000, "musicgen")
+    for model, message in [("facebook/audiogen-medium", "'facebook/audiogen-medium' (audiogen) makes 16000 Hz audio"),
+                           (other, f"'{other}' (musicgen) makes 24000 Hz audio"),
                            ("debug", "Model 'debug' makes 32000 Hz audio from 4 codebook(s) of 400 codes")]:
         assert main(["x", "--model", model, "--decoder", "mbd", "--out", str(tmp_path / "o.wav")]) == 2
         err = capsys.readouterr().err.strip().splitlines()
