@@ -26,14 +26,14 @@ EXTRAS = {
     "test": TEST,
     "dev": TEST + [
         "flake8>=6", "mypy>=1.5",
-        "nbclient>=0.9", "nbformat>=5.9", "ipykernel>=6.25", "playwright>=1.40", "psutil>=5.9",
+        "nbclient>=0.9", "nbformat>=5.9", "ipykernel>=6.25", "matplotlib>=3.5", "playwright>=1.40", "psutil>=5.9",
     ],
     "xformers": ["xformers"],
     "torchaudio": ["torchaudio"],
     "demucs": ["demucs>=4.0"],
     "app": ["gradio>=5.0"],
-    # `jupyter notebook demo.ipynb` (README); ipykernel runs its cells.
-    "notebook": ["notebook>=7.0", "ipykernel>=6.25"],
+    # `jupyter notebook demo.ipynb` (README); ipykernel runs its cells; matplotlib draws its spectrograms.
+    "notebook": ["notebook>=7.0", "ipykernel>=6.25", "matplotlib>=3.5"],
 }
 
 setup(

@@ -18,6 +18,7 @@ from pathlib import Path
 import sys
 import typing as tp
 
+from . import cli_decoder
 from .cli_plan import FORMATS, CLIError, Plan, make_plan, one_line
 from .cli_runner import Shard, base_seed, run_takes, shard_from_env
 
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="output file; its suffix picks the format unless --format is given; its folder is "
                              "created if needed")
     parser.add_argument("--format", choices=FORMATS, default=None, help="output format")
+    parser.add_argument("--decoder", choices=cli_decoder.DECODERS, default="encodec", help=cli_decoder.HELP)
     parser.add_argument("--melody", type=Path, help="audio file whose melody to follow (melody models)")
     parser.add_argument("--continue", dest="continuation", type=Path, help="audio file to continue")
     parser.add_argument("--seed", type=int, default=None,
@@ -170,22 +172,24 @@ def run(args: argparse.Namespace) -> tp.List[Path]:
         print(f"musicgen: skipping {len(plan.takes) - len(plan.pending)} of {len(plan.takes)} takes already "
               "written (--overwrite generates them again)", file=sys.stderr)
     device = _device(args, shard)
-    model = None
+    model = decoder = None
     if shard.takes(plan):
+        cli_decoder.check_fits(args, _demo_checkpoint(args) if os.environ.get(_DEMO_ENV) == "1" else args.model)
         model = _load_model(args)
         _configure(model, args, plan)
+        decoder = cli_decoder.load(args, model, device)  # after the model: a --demo fallback has happened by now
     extra = None
     if os.environ.get(_DEMO_ENV) == "1":
         extra = {"demo_fallback": {"requested_model": args.model,
                                    "weights": "tiny random-weight test checkpoint (noise, not music)"}}
     if not shard.distributed:
         return run_takes(model, plan, shard, args, seed=base_seed(plan, shard), show_progress=not args.no_progress,
-                         extra_metadata=extra)
+                         extra_metadata=extra, decoder=decoder)
     from .train.distributed import cleanup_distributed, init_distributed
     init_distributed("cuda" if device.startswith("cuda") else "cpu")
     try:
         return run_takes(model, plan, shard, args, seed=base_seed(plan, shard), show_progress=not args.no_progress,
-                         extra_metadata=extra)
+                         extra_metadata=extra, decoder=decoder)
     finally:
         cleanup_distributed()
 

@@ -304,38 +304,40 @@ class BaseGenModel(ABC):
     def generate_stream(self, descriptions: tp.List[tp.Optional[str]], *, chunk_seconds: float = 1.0,
                         prompt: tp.Optional[torch.Tensor] = None, prompt_sample_rate: tp.Optional[int] = None,
                         melody_wavs: tp.Optional[MelodyType] = None, melody_sample_rate: tp.Optional[int] = None,
-                        progress: bool = False, seed: SeedType = None, cancel: tp.Optional[CancelToken] = None
-                        ) -> tp.Iterator[torch.Tensor]:
+                        progress: bool = False, seed: SeedType = None, cancel: tp.Optional[CancelToken] = None,
+                        decoder: tp.Any = None) -> tp.Iterator[torch.Tensor]:
         """Yield audio ``[B, C, n]`` chunks of about ``chunk_seconds`` while generation is still running.
 
         Same inputs as :meth:`generate`, :meth:`generate_continuation` (``prompt``, ``prompt_sample_rate``) or
         ``generate_with_chroma`` (``melody_wavs``, ``melody_sample_rate``). The first chunk arrives after about
         ``chunk_seconds`` of audio has been generated (plus the codec's 3.75-frame look-ahead), not at the end.
         The tokens are those :meth:`generate` returns; the concatenated chunks equal its audio within float
-        round-off (~1e-6). Closing the iterator early (``break``) cancels the generation.
+        round-off (~1e-6). Closing the iterator early (``break``) cancels the generation. Only the model's own
+        codec streams: a ``decoder`` (MultiBandDiffusion, which needs the whole clip) is refused with an error.
         """
         from .stream import generate_stream
         return generate_stream(self, descriptions, chunk_seconds=chunk_seconds, prompt=prompt,
                                prompt_sample_rate=prompt_sample_rate, melody_wavs=melody_wavs,
-                               melody_sample_rate=melody_sample_rate, progress=progress, seed=seed, cancel=cancel)
+                               melody_sample_rate=melody_sample_rate, progress=progress, seed=seed, cancel=cancel,
+                               decoder=decoder)
 
     def generate_long(self, schedule: tp.Sequence[tp.Tuple[float, tp.Any]], duration: tp.Optional[float] = None, *,
                       melody_schedule: tp.Optional[tp.Sequence[tp.Tuple[float, tp.Optional[torch.Tensor]]]] = None,
                       melody_sample_rate: tp.Optional[int] = None, progress: bool = False,
                       return_tokens: bool = False, seed: SeedType = None, cancel: tp.Optional[CancelToken] = None,
-                      crossfade: float = 0.0) -> AudioAndTokens:
+                      crossfade: float = 0.0, decoder: tp.Any = None) -> AudioAndTokens:
         """Long-form generation driven by a schedule of prompts; see :func:`audiocraft.models.long_form.generate_long`.
 
         ``schedule``: ``[(start_seconds, description or [one per item]), ...]`` from 0 s on; ``duration``: total
         seconds (default: the ``duration`` of ``set_generation_params``); ``melody_schedule``: ``[(start_seconds,
         wav [C, T] or None), ...]`` at ``melody_sample_rate`` (melody models); ``crossfade``: seconds of fade from
-        the previous conditions' continuation where they change (0: off). Returns audio ``[B, C, T]`` (and tokens
-        ``[B, K, F]``).
+        the previous conditions' continuation where they change (0: off); ``decoder``: None (the model's codec) or a
+        ``MultiBandDiffusion`` decoding the tokens instead. Returns audio ``[B, C, T]`` (and tokens ``[B, K, F]``).
         """
         from .long_form import generate_long
         return generate_long(self, schedule, duration, melody_schedule=melody_schedule,
                              melody_sample_rate=melody_sample_rate, progress=progress, return_tokens=return_tokens,
-                             seed=seed, cancel=cancel, crossfade=crossfade)
+                             seed=seed, cancel=cancel, crossfade=crossfade, decoder=decoder)
 
     # ---- internals ----------------------------------------------------------------------------
     def _options(self, seed: SeedType, cancel: tp.Optional[CancelToken], batch_size: int) -> GenerationOptions:

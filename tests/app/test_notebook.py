@@ -12,6 +12,7 @@ NOTEBOOK = ROOT / "demo.ipynb"
 nbformat = pytest.importorskip("nbformat", reason="nbformat is not installed (the 'dev' extra)")
 nbclient = pytest.importorskip("nbclient", reason="nbclient is not installed (the 'dev' extra)")
 pytest.importorskip("ipykernel", reason="ipykernel is not installed (the 'dev' extra)")
+pytest.importorskip("matplotlib", reason="matplotlib is not installed (the 'notebook' extra)")
 
 # Clips the last cell saves: 3 text prompts, 2 continuations of a synthesised prompt, 1 of bach.mp3, 2 melodies,
 # 2 stereo text prompts and 1 stereo continuation of bach.mp3 (2 channels), 1 AudioGen sound (16 kHz).
@@ -41,10 +42,12 @@ def test_demo_notebook_runs_offline(tmp_path, monkeypatch):
     assert not [o for o in outputs if o.output_type == "error"]
     players = [o for o in outputs if o.output_type == "display_data" and "<audio" in o.data.get("text/html", "")]
     # display_audio: 2 unconditional + 3 text + prompt + 2 continuations + 1 bach + 2 melodies + 2 generated
-    # + 2 stereo + 1 stereo continuation + 1 sound.
-    assert len(players) == 17
+    # + 2 stereo + 1 stereo continuation + 1 sound + EnCodec and MultiBand Diffusion of the same tokens.
+    assert len(players) == 19
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "offline=True duration=1.0 s" in text
+    assert "tokens (1, 4, 50) -> EnCodec (1, 1, 32000), MultiBand Diffusion (1, 1, 32000)" in text
+    [spectrograms] = [o for o in outputs if o.output_type == "display_data" and "image/png" in o.data]
 
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{stem}.wav" for stem in EXPECTED)
     for stem in EXPECTED:

@@ -42,12 +42,13 @@ def test_interactive_app_stereo(cache, tmp_path):
     outputs = list(generate(STEREO, "lofi", None, 1, 250, 0.0, 1.0, 3.0, True))
     live = [o[0] for o in outputs if o[0]]
     assert live and all(_adts_channels(segment) == 2 for segment in live)  # the live player gets stereo AAC
-    path, picture = outputs[-1][1:]
+    path, picture, diffusion = outputs[-1][1:]
+    assert diffusion is None  # the default decoder
     info = audio_info(path)
     assert (info.sample_rate, info.channels, info.duration) == (32000, 2, 1.0)
     assert picture.size == (800, 200)
     predict = make_predict(cache, OutputFolder(tmp_path / "plain"), (STEREO,))
-    path, _ = predict(STEREO, "lofi", None, 1, 250, 0.0, 1.0, 3.0)
+    path, _, _ = predict(STEREO, "lofi", None, 1, 250, 0.0, 1.0, 3.0)
     assert audio_info(path).channels == 2
 
 
