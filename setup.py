@@ -16,19 +16,24 @@ def _version() -> str:
 
 
 def _requirements() -> list:
+    """requirements.txt without its comments (whole-line or after the requirement)."""
     lines = (HERE / "requirements.txt").read_text().splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    return [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
 
 
+TEST = ["pytest>=7", "hypothesis>=6"]  # enough for the transformers-dependent tests (make test-transformers4)
 EXTRAS = {
-    "dev": [
-        "pytest>=7", "hypothesis>=6", "flake8>=6", "mypy>=1.5",
-        "nbclient>=0.9", "nbformat>=5.9", "ipykernel>=6.25", "playwright>=1.40", "psutil>=5.9",
+    "test": TEST,
+    "dev": TEST + [
+        "flake8>=6", "mypy>=1.5",
+        "nbclient>=0.9", "nbformat>=5.9", "ipykernel>=6.25", "matplotlib>=3.5", "playwright>=1.40", "psutil>=5.9",
     ],
     "xformers": ["xformers"],
     "torchaudio": ["torchaudio"],
     "demucs": ["demucs>=4.0"],
-    "app": ["gradio>=5.0,<6.18"],  # 6.18+ needs huggingface_hub 1.x, which transformers 4.x refuses
+    "app": ["gradio>=5.0"],
+    # `jupyter notebook demo.ipynb` (README); ipykernel runs its cells; matplotlib draws its spectrograms.
+    "notebook": ["notebook>=7.0", "ipykernel>=6.25", "matplotlib>=3.5"],
 }
 
 setup(
@@ -38,7 +43,8 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="MIT",
-    python_requires=">=3.9",
+    # Tested on CPython 3.11 (CI); 3.10 is the oldest Python that torch 2.13 and current transformers support.
+    python_requires=">=3.10",
     packages=find_packages(exclude=("tests", "tests.*", "benchmarks", "scripts")),
     include_package_data=True,
     package_data={"audiocraft": ["backends/cpu/csrc/*.cpp", "backends/cpu/csrc/*.h"]},  # native CPU kernels, compiled on first use
@@ -52,6 +58,8 @@ setup(
     },
     classifiers=[
         "License :: OSI Approved :: MIT License",
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3.11",
         "Topic :: Multimedia :: Sound/Audio",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",
     ],

@@ -18,6 +18,7 @@ from pathlib import Path
 import sys
 import typing as tp
 
+from . import cli_decoder
 from .cli_plan import FORMATS, CLIError, Plan, make_plan, one_line
 from .cli_runner import Shard, base_seed, run_takes, shard_from_env
 
@@ -52,13 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="file with one prompt per line (instead of PROMPT); writes <out>_000, <out>_001, ...; "
                              "takes already written are skipped")
     parser.add_argument("--model", default="facebook/musicgen-small",
-                        help="hub id, local folder or 'debug' (default: facebook/musicgen-small)")
+                        help="hub id (MusicGen, stereo MusicGen, MAGNeT or AudioGen), local folder or 'debug' "
+                             "(default: facebook/musicgen-small)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds of audio (default: 8)")
     parser.add_argument("--out", type=Path, default=Path("out.wav"),
                         help="output file; its suffix picks the format unless --format is given; its folder is "
                              "created if needed")
     parser.add_argument("--format", choices=FORMATS, default=None, help="output format")
+    parser.add_argument("--decoder", choices=cli_decoder.DECODERS, default="encodec", help=cli_decoder.HELP)
     parser.add_argument("--melody", type=Path, help="audio file whose melody to follow (melody models)")
     parser.add_argument("--continue", dest="continuation", type=Path, help="audio file to continue")
     parser.add_argument("--seed", type=int, default=None,
@@ -71,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--greedy", action="store_true", help="argmax decoding instead of sampling")
     parser.add_argument("--extend-stride", type=float, default=None,
                         help="window stride in seconds for durations beyond the model's maximum window "
-                             "(default: 18, or half the window if that is shorter)")
+                             "(default: the model's, 18 for MusicGen, 2 for AudioGen)")
     parser.add_argument("--batch-size", type=int, default=8,
                         help="prompts generated together by a process (default: 8); the files do not depend on it")
     parser.add_argument("--overwrite", action="store_true", help="with --batch: generate takes already written again")
@@ -106,7 +109,7 @@ def _device(args: argparse.Namespace, shard: Shard) -> str:
 
 
 def _load_model(args: argparse.Namespace) -> tp.Any:
-    from .models import get_pretrained  # MusicGen, or MAGNeT for a MAGNeT checkpoint
+    from .models import get_pretrained  # MusicGen, or MAGNeT / AudioGen for their checkpoints
     name = _demo_checkpoint(args) if os.environ.get(_DEMO_ENV) == "1" else args.model
     try:
         return get_pretrained(name, device=_device(args, shard_from_env()))
@@ -127,8 +130,8 @@ def _configure(model: tp.Any, args: argparse.Namespace, plan: Plan) -> None:
     if plan.audio is not None and plan.audio.kind == "melody" and not hasattr(model, "generate_with_chroma"):
         raise CLIError(f"--melody needs a melody model; {args.model} ({type(model).__name__}) has none")
     stride = args.extend_stride
-    if stride is None:
-        stride = 18.0 if model.max_duration > 18.0 else model.max_duration / 2
+    if stride is None:  # the model's own default: MusicGen's 18 s, AudioGen's 2 s
+        stride = model.extend_stride or (18.0 if model.max_duration > 18.0 else model.max_duration / 2)
     try:
         _set_generation_params(model, args, stride)
     except (TypeError, ValueError) as exc:
@@ -169,22 +172,24 @@ def run(args: argparse.Namespace) -> tp.List[Path]:
         print(f"musicgen: skipping {len(plan.takes) - len(plan.pending)} of {len(plan.takes)} takes already "
               "written (--overwrite generates them again)", file=sys.stderr)
     device = _device(args, shard)
-    model = None
+    model = decoder = None
     if shard.takes(plan):
+        cli_decoder.check_fits(args, _demo_checkpoint(args) if os.environ.get(_DEMO_ENV) == "1" else args.model)
         model = _load_model(args)
         _configure(model, args, plan)
+        decoder = cli_decoder.load(args, model, device)  # after the model: a --demo fallback has happened by now
     extra = None
     if os.environ.get(_DEMO_ENV) == "1":
         extra = {"demo_fallback": {"requested_model": args.model,
                                    "weights": "tiny random-weight test checkpoint (noise, not music)"}}
     if not shard.distributed:
         return run_takes(model, plan, shard, args, seed=base_seed(plan, shard), show_progress=not args.no_progress,
-                         extra_metadata=extra)
+                         extra_metadata=extra, decoder=decoder)
     from .train.distributed import cleanup_distributed, init_distributed
     init_distributed("cuda" if device.startswith("cuda") else "cpu")
     try:
         return run_takes(model, plan, shard, args, seed=base_seed(plan, shard), show_progress=not args.no_progress,
-                         extra_metadata=extra)
+                         extra_metadata=extra, decoder=decoder)
     finally:
         cleanup_distributed()
 
@@ -194,7 +199,10 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         for path in run(args):
-            print(path)
+            # One write per line: under torchrun several processes share stdout, and print() writes the path and
+            # the newline separately (unbuffered output would interleave them).
+            sys.stdout.write(f"{path}\n")
+            sys.stdout.flush()
     except CLIError as exc:
         print(f"musicgen: error: {exc}", file=sys.stderr)
         return 2

@@ -131,8 +131,10 @@ class TakeProgress:
             self._bar.close()
 
 
-def generate_batch(model: tp.Any, plan: Plan, takes: tp.List[Take], seeds: tp.List[int]) -> tp.List[torch.Tensor]:
-    """Audio ``[C, T]`` of each take; each decoded from its own tokens (batch-independent samples)."""
+def generate_batch(model: tp.Any, plan: Plan, takes: tp.List[Take], seeds: tp.List[int],
+                   decoder: tp.Any = None) -> tp.List[torch.Tensor]:
+    """Audio ``[C, T]`` of each take; each decoded from its own tokens (batch-independent samples), by the model's
+    codec or by ``decoder`` (MultiBandDiffusion, its randomness seeded with the take's seed)."""
     descriptions: tp.List[tp.Optional[str]] = [take.prompt or None for take in takes]
     audio = plan.audio
     try:
@@ -145,6 +147,9 @@ def generate_batch(model: tp.Any, plan: Plan, takes: tp.List[Take], seeds: tp.Li
                                                       seed=seeds)
         else:
             wav, tokens = model.generate(descriptions, return_tokens=True, seed=seeds)
+        if decoder is not None:
+            from .cli_decoder import decode_take
+            return [decode_take(decoder, tokens[i:i + 1], seed) for i, seed in enumerate(seeds)]
         if len(takes) == 1:
             return [wav[0]]
         # Decoding a batch gives samples that differ from a lone decode by ~1e-6 (float sums in another order);
@@ -167,6 +172,7 @@ def metadata(args: tp.Any, model: tp.Any, plan: Plan, take: Take, seed: int,
         "extend_stride": getattr(model, "extend_stride", None),
         "melody": str(audio.path) if audio is not None and audio.kind == "melody" else None,
         "continuation": str(audio.path) if audio is not None and audio.kind == "continuation" else None,
+        "decoder": getattr(args, "decoder", "encodec"),
         "command": "musicgen " + " ".join(shlex.quote(a) for a in (sys.argv[1:] or [])),
     }
     meta.update(extra or {})
@@ -199,15 +205,16 @@ def write_take(take: Take, audio: torch.Tensor, sample_rate: int, fmt: str,
 
 
 def run_takes(model: tp.Any, plan: Plan, shard: Shard, args: tp.Any, *, seed: int, show_progress: bool = True,
-              extra_metadata: tp.Optional[tp.Dict[str, tp.Any]] = None) -> tp.List[Path]:
-    """Generate and write this process's takes in batches of ``args.batch_size``; returns the files written."""
+              extra_metadata: tp.Optional[tp.Dict[str, tp.Any]] = None, decoder: tp.Any = None) -> tp.List[Path]:
+    """Generate and write this process's takes in batches of ``args.batch_size``; returns the files written.
+    ``decoder``: None (the model's codec) or the MultiBandDiffusion of ``--decoder mbd``."""
     mine = shard.takes(plan)
     progress = TakeProgress(plan, shard, show_progress)
     written: tp.List[Path] = []
     try:
         for start in range(0, len(mine), args.batch_size):
             batch = mine[start:start + args.batch_size]
-            written += _run_batch(model, plan, args, batch, seed, progress, extra_metadata, len(written))
+            written += _run_batch(model, plan, args, batch, seed, progress, extra_metadata, len(written), decoder)
     except BaseException:
         progress.abort()  # this process exits at once (torchrun then stops the others), not waiting for them
         raise
@@ -216,9 +223,10 @@ def run_takes(model: tp.Any, plan: Plan, shard: Shard, args: tp.Any, *, seed: in
 
 
 def _run_batch(model: tp.Any, plan: Plan, args: tp.Any, batch: tp.List[Take], seed: int, progress: TakeProgress,
-               extra_metadata: tp.Optional[tp.Dict[str, tp.Any]], written_before: int) -> tp.List[Path]:
+               extra_metadata: tp.Optional[tp.Dict[str, tp.Any]], written_before: int,
+               decoder: tp.Any = None) -> tp.List[Path]:
     model.set_custom_progress_callback(lambda done, total: progress.step(len(batch), done, total))
-    audios = generate_batch(model, plan, batch, [seed + take.index for take in batch])
+    audios = generate_batch(model, plan, batch, [seed + take.index for take in batch], decoder)
     written: tp.List[Path] = []
     for take, audio in zip(batch, audios):
         meta = None if args.no_metadata else metadata(args, model, plan, take, seed + take.index, extra_metadata)

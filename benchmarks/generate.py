@@ -7,12 +7,16 @@ The models are written to a temporary folder first (ours: the official exported 
 ``MusicGen.get_pretrained(folder)``; transformers: ``save_pretrained``, loaded with ``from_pretrained``), which
 also times loading. The tokenizer is the tiny T5 one of ``tests/reference/hf_cache``.
 
+``--stereo``: the stereo-small sizes instead (musicgen-stereo-small: the same decoder with 8 codebooks, the left and
+right channels' codes interleaved, delays [0, 0, 1, 1, 2, 2, 3, 3], the mono EnCodec run once per channel), beside
+transformers' stereo MusicGen (decoder ``audio_channels=2``).
+
 Workload: one text prompt of about 10 tokens, classifier-free guidance (coef 3), top-k 250 sampling with a fixed
 seed, 5 s of audio (250 frames, 253 decoding steps with the delay pattern), batch 1 and 4. Each implementation
 (and precision) runs in its own worker process (so peak RSS is per implementation); the parent alternates the
 repetitions between workers and reports medians.
 
-    python benchmarks/generate.py [--quick] [--reps 3] [--threads N] [--precisions fp32,bf16,int8]
+    python benchmarks/generate.py [--quick] [--reps 3] [--threads N] [--precisions fp32,bf16,int8] [--stereo]
 """
 from __future__ import annotations
 
@@ -35,7 +39,9 @@ REFERENCE_CACHE = ROOT / "tests" / "reference" / "hf_cache"
 PROMPT = "happy rock song with electric guitar"  # 10 tokens with the reference tokenizer
 SAMPLE_RATE = 32000
 FRAME_RATE = 50
-N_Q = 4
+N_Q = 4           # codebooks the LM predicts (8 with --stereo: 4 per channel)
+DELAY_STEPS = 3   # extra decoding steps of the delay pattern (the last codebook level is 3 frames late)
+STEREO = False
 CARD = 2048
 DIM = 1024
 LAYERS = 24
@@ -47,8 +53,19 @@ T5_COMMIT = "0" * 40
 
 
 # ---------------------------------------------------------------------------------------------- fixtures
-def _reference_package(filename: str) -> tp.Dict[str, tp.Any]:
-    repo = REFERENCE_CACHE / "models--facebook--musicgen-small"
+def configure(stereo: bool) -> None:
+    """Switch the module to the stereo-small sizes (8 interleaved codebooks, 2 channels) or back."""
+    global N_Q, STEREO
+    N_Q, STEREO = (8, True) if stereo else (4, False)
+
+
+def _folder(root: Path, impl: str) -> Path:
+    """Where the model of ``impl`` ('ours' / 'transformers') lives under the fixtures root."""
+    return root / (f"{impl}_stereo" if STEREO else impl)
+
+
+def _reference_package(filename: str, repo_name: str = "musicgen-small") -> tp.Dict[str, tp.Any]:
+    repo = REFERENCE_CACHE / f"models--facebook--{repo_name}"
     commit = (repo / "refs" / "main").read_text().strip()
     return torch.load(repo / "snapshots" / commit / filename, map_location="cpu", weights_only=True)
 
@@ -77,8 +94,8 @@ def _write_ours(folder: Path) -> None:
     from audiocraft.models.builders import get_compression_model, get_lm_model
     from audiocraft.utils.export import _atomic_save
 
-    lm_pkg = _reference_package("state_dict.bin")
-    cfg = OmegaConf.create(lm_pkg["xp.cfg"])
+    lm_pkg = _reference_package("state_dict.bin", "musicgen-stereo-small" if STEREO else "musicgen-small")
+    cfg = OmegaConf.create(lm_pkg["xp.cfg"])  # the stereo one: channels 2, interleaved codebooks, delays 0,0,1,1,..
     cfg.transformer_lm.dim, cfg.transformer_lm.num_heads, cfg.transformer_lm.num_layers = DIM, HEADS, LAYERS
     cfg.transformer_lm.n_q, cfg.transformer_lm.card = N_Q, CARD
     cfg.device, cfg.dtype = "cpu", "float32"
@@ -93,7 +110,7 @@ def _write_ours(folder: Path) -> None:
     ccfg = OmegaConf.create(comp_pkg["xp.cfg"])
     for key, value in SEANET.items():
         ccfg.seanet[key] = value
-    ccfg.rvq.n_q, ccfg.rvq.bins = N_Q, CARD
+    ccfg.rvq.n_q, ccfg.rvq.bins = N_Q // (2 if STEREO else 1), CARD
     ccfg.device = "cpu"
     torch.manual_seed(3)
     comp = get_compression_model(ccfg)
@@ -106,6 +123,7 @@ def _write_transformers(folder: Path) -> None:
     from transformers import (EncodecConfig, MusicgenConfig, MusicgenDecoderConfig,
                               MusicgenForConditionalGeneration, T5Config)
     text = T5Config(**T5_SIZES, feed_forward_proj="relu")
+    # 2.2 kbps: 4 codebooks (per channel when stereo: the mono EnCodec runs once per channel)
     audio = EncodecConfig(target_bandwidths=[2.2], sampling_rate=SAMPLE_RATE, audio_channels=1, normalize=False,
                           chunk_length_s=None, overlap=None, hidden_size=SEANET["dimension"],
                           num_filters=SEANET["n_filters"], num_residual_layers=1,
@@ -115,7 +133,7 @@ def _write_transformers(folder: Path) -> None:
                           codebook_size=CARD, codebook_dim=SEANET["dimension"], use_conv_shortcut=False)
     decoder = MusicgenDecoderConfig(vocab_size=CARD, hidden_size=DIM, num_hidden_layers=LAYERS,
                                     num_attention_heads=HEADS, ffn_dim=FFN, num_codebooks=N_Q,
-                                    activation_function="gelu", dropout=0.0)
+                                    activation_function="gelu", dropout=0.0, audio_channels=2 if STEREO else 1)
     config = MusicgenConfig.from_sub_models_config(text, audio, decoder)
     torch.manual_seed(4)
     model = MusicgenForConditionalGeneration(config).eval()
@@ -125,13 +143,14 @@ def _write_transformers(folder: Path) -> None:
 
 
 def write_fixtures(root: Path) -> None:
-    """``root/hf_cache`` (T5), ``root/ours``, ``root/transformers``."""
+    """``root/hf_cache`` (T5), ``root/ours``, ``root/transformers`` (``*_stereo`` with ``--stereo``)."""
     os.environ["HF_HUB_CACHE"] = str(root / "hf_cache")
     os.environ["HF_HUB_OFFLINE"] = "1"
-    _write_t5_cache(root / "hf_cache")
-    (root / "ours").mkdir()
-    _write_ours(root / "ours")
-    _write_transformers(root / "transformers")
+    if not (root / "hf_cache").exists():
+        _write_t5_cache(root / "hf_cache")
+    _folder(root, "ours").mkdir(parents=True, exist_ok=True)
+    _write_ours(_folder(root, "ours"))
+    _write_transformers(_folder(root, "transformers"))
 
 
 def prepare_fixtures(folder: tp.Optional[Path]) -> tp.Tuple[Path, tp.Optional[tempfile.TemporaryDirectory]]:
@@ -141,7 +160,7 @@ def prepare_fixtures(folder: tp.Optional[Path]) -> tp.Tuple[Path, tp.Optional[te
     if folder is None:
         tmp = tempfile.TemporaryDirectory(prefix="musicgen-bench-")
         folder = Path(tmp.name)
-    if not (folder / "transformers").exists():
+    if not _folder(folder, "transformers").exists():
         print(f"writing random-weight models to {folder} ...", flush=True)
         write_fixtures(folder)
     os.environ["HF_HUB_CACHE"] = str(folder / "hf_cache")
@@ -280,7 +299,7 @@ class _Transformers:
         start = time.perf_counter()
         with torch.inference_mode():
             self.model.generate(**self._inputs(batch), do_sample=True, top_k=250, guidance_scale=3.0,
-                                max_new_tokens=frames + N_Q - 1)
+                                max_new_tokens=frames + DELAY_STEPS)
         total = time.perf_counter() - start
         return {"text_ms": 1000 * sum(self.text.spans), "step_ms": _step_ms(self.steps.stamps),
                 "steps": len(self.steps.stamps), "audio_ms": 1000 * sum(self.audio.spans), "total_s": total}
@@ -293,7 +312,7 @@ class _Transformers:
         try:
             with torch.inference_mode():
                 self.model.generate(**self._inputs(1), do_sample=False, guidance_scale=3.0,
-                                    max_new_tokens=frames + N_Q - 1)
+                                    max_new_tokens=frames + DELAY_STEPS)
         finally:
             handle.remove()
         return {"tokens": torch.cat(fed, dim=1)}
@@ -312,8 +331,8 @@ def worker(impl: str, precision: str, fixtures: Path, threads: int) -> None:
     os.environ["HF_HUB_OFFLINE"] = "1"
     torch.set_num_threads(threads)
     model: tp.Union[_Ours, _Transformers]
-    model = _Ours(fixtures / "ours", precision) if impl == "ours" else _Transformers(fixtures / "transformers",
-                                                                                     precision)
+    model = (_Ours(_folder(fixtures, "ours"), precision) if impl == "ours" else
+             _Transformers(_folder(fixtures, "transformers"), precision))
 
     def answer(obj: tp.Dict[str, tp.Any]) -> None:
         out.write(json.dumps(obj) + "\n")
@@ -350,7 +369,8 @@ class Worker:
     def __init__(self, impl: str, precision: str, fixtures: Path, threads: int) -> None:
         self.name = f"{impl} {precision}"
         self.proc = subprocess.Popen([sys.executable, __file__, "--worker", impl, "--precision", precision,
-                                      "--fixtures", str(fixtures), "--threads", str(threads)],
+                                      "--fixtures", str(fixtures), "--threads", str(threads)]
+                                     + (["--stereo"] if STEREO else []),
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.ready = self._read()
 
@@ -427,7 +447,10 @@ def main() -> None:
     parser.add_argument("--load-reps", type=int, default=3, help="fresh processes timing the fp32 load, per impl")
     parser.add_argument("--worker", choices=["ours", "transformers"], help=argparse.SUPPRESS)
     parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
+    parser.add_argument("--stereo", action="store_true",
+                        help="stereo-small sizes (8 interleaved codebooks) beside transformers' stereo MusicGen")
     args = parser.parse_args()
+    configure(args.stereo)
     if args.worker:
         worker(args.worker, args.precision, args.fixtures, args.threads)
         return
@@ -512,7 +535,8 @@ def print_table(results: tp.Dict[tp.Tuple[str, str, int], tp.List[tp.Dict[str, f
                 rows = results[(impl, precision, batch)]
                 total = _median(rows, "total_s")
                 load = loads[(impl, precision)]
-                print(f"| {impl} | {precision} | {batch} | {_median(rows, 'text_ms'):.0f} | "
+                label = f"{impl} stereo" if STEREO else impl
+                print(f"| {label} | {precision} | {batch} | {_median(rows, 'text_ms'):.0f} | "
                       f"{_median(rows, 'step_ms'):.1f} | {floor:.1f} | {_median(rows, 'audio_ms'):.0f} | "
                       f"{total:.1f} | {total / seconds:.2f} | {load['load_peak']:.2f} / {load['peak']:.2f} |")
     print()

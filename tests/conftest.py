@@ -41,6 +41,48 @@ def hf_cache_dir() -> Path:
 
 FAKES_DIR = Path(__file__).parent / "fakes"
 
+# The part of the suite that depends on transformers / huggingface_hub (T5 conditioner, conversion to and from
+# transformers, checkpoint loaders, MusicGen / MAGNeT generation parity with the goldens, transformers' EnCodec).
+# Its tests get the marker `transformers`: `make test-transformers4` runs them (`pytest -m transformers`) in a
+# second environment with transformers 4.x, while `make test` runs everything with the newest versions.
+TRANSFORMERS_TESTS = (  # files, or folders ending in '/'
+    "convert/",
+    "modules/test_conditioners_text.py",
+    "modules/test_conditioners_provider.py",
+    "models/test_builders.py",
+    "models/test_loaders.py",
+    "models/test_encodec.py",
+    "models/test_musicgen.py",
+    "models/test_magnet.py",
+    "hardening/test_safe_loading.py",
+)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The versions the suite ran against (make test: the newest; make test-transformers4: transformers 4.x)."""
+    from importlib import metadata
+    found = []
+    for name in ("torch", "transformers", "huggingface_hub", "tokenizers", "gradio"):
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{name} not installed")
+    terminalreporter.write_line("versions: " + ", ".join(found))
+
+
+def pytest_collection_modifyitems(config, items):
+    tests_dir = Path(__file__).parent
+    missing = [name for name in TRANSFORMERS_TESTS if not (tests_dir / name).exists()]
+    if missing:
+        raise pytest.UsageError(f"tests/conftest.py TRANSFORMERS_TESTS names missing files: {missing}")
+    for item in items:
+        path = Path(str(item.fspath))
+        if not path.is_relative_to(tests_dir):
+            continue
+        name = path.relative_to(tests_dir).as_posix()
+        if any(name == entry or (entry.endswith("/") and name.startswith(entry)) for entry in TRANSFORMERS_TESTS):
+            item.add_marker(pytest.mark.transformers)
+
 
 @pytest.fixture(scope="module")
 def fake_demucs_module():

@@ -35,6 +35,27 @@ def test_cli_writes_file_of_right_duration(tmp_path):
     assert abs(info.duration - 0.5) < 1e-3
 
 
+@pytest.mark.parametrize("model, sample_rate, channels", [
+    ("facebook/musicgen-stereo-small", 32000, 2),
+    ("facebook/audiogen-medium", 16000, 1),
+])
+def test_cli_stereo_and_audiogen(tmp_path, capsys, model, sample_rate, channels):
+    """The model kind comes from the checkpoint: stereo MusicGen writes 2 channels, AudioGen 16 kHz (in process:
+    the subprocess path is the tests above)."""
+    from audiocraft.cli import main
+    from audiocraft.data.audio import audio_info
+
+    out = tmp_path / "bark.wav"
+    assert main(["dog barking in the rain", "--model", model, "--duration", "0.3", "--out", str(out),
+                 "--no-progress", "--seed", "1"]) == 0
+    info = audio_info(out)
+    assert (info.sample_rate, info.channels) == (sample_rate, channels)
+    assert abs(info.duration - 0.3) < 1e-3
+    if model.startswith("facebook/audiogen"):  # no melody conditioning: one line, exit status 2
+        assert main(["x", "--model", model, "--melody", str(out), "--no-progress"]) == 2
+        assert "--melody needs a melody model; facebook/audiogen-medium (AudioGen) has none" in capsys.readouterr().err
+
+
 def test_cli_batch_and_mp3(tmp_path):
     from audiocraft.data.audio import audio_info
 

@@ -24,6 +24,10 @@ MIN_DURATION = 1.0      # seconds
 MAX_DURATION = 120.0    # seconds; beyond the model's 30 s window generation proceeds in overlapping windows
 MAX_TOP_K = 2048        # codebook size of every MusicGen checkpoint
 MAX_TEXT_CHARS = 2000
+# The decoders of the interactive app, as Audiocraft's demo names them: the model's EnCodec, or MultiBand Diffusion
+# (which also keeps the EnCodec take, to compare).
+DEFAULT_DECODER, MBD_DECODER = "Default", "MultiBand_Diffusion"
+DECODERS = (DEFAULT_DECODER, MBD_DECODER)
 
 Melody = tp.Tuple[torch.Tensor, int]  # (wav [C, T] float, sample_rate)
 Progress = tp.Callable[[int, int], tp.Any]
@@ -40,6 +44,7 @@ class GenerationRequest:
     top_p: float = 0.0
     temperature: float = 1.0
     cfg_coef: float = 3.0
+    decoder: str = DEFAULT_DECODER
 
 
 @dataclass(eq=False)
@@ -47,11 +52,14 @@ class GenerationResult:
     """Generated audio ``wav`` ``[C, T]`` float at ``sample_rate``, and warnings to show the user.
 
     ``stopped``: the request was cancelled, ``wav`` holds what was generated until then (possibly nothing).
+    ``diffusion``: with the MultiBand Diffusion decoder, the same tokens decoded by it ``[C, T]`` (``wav`` is then
+    the EnCodec take); None otherwise, or when the request was stopped.
     """
     wav: torch.Tensor
     sample_rate: int
     warnings: tp.List[str] = field(default_factory=list)
     stopped: bool = False
+    diffusion: tp.Optional[torch.Tensor] = None
 
 
 def is_melody_model(name: str) -> bool:
@@ -139,7 +147,8 @@ def read_melody(path: tp.Any, max_seconds: tp.Optional[float] = None) -> tp.Opti
 
 
 def validate_request(model: tp.Any, text: tp.Any, melody: tp.Any, duration: tp.Any, top_k: tp.Any = 250,
-                     top_p: tp.Any = 0.0, temperature: tp.Any = 1.0, cfg_coef: tp.Any = 3.0, *,
+                     top_p: tp.Any = 0.0, temperature: tp.Any = 1.0, cfg_coef: tp.Any = 3.0,
+                     decoder: tp.Any = DEFAULT_DECODER, *,
                      models: tp.Sequence[str] = MODELS, min_duration: float = MIN_DURATION,
                      max_duration: float = MAX_DURATION) -> GenerationRequest:
     """Check the form values of the interactive app and decode the melody upload.
@@ -150,11 +159,14 @@ def validate_request(model: tp.Any, text: tp.Any, melody: tp.Any, duration: tp.A
         melody: path of the uploaded / recorded melody, or None.
         duration: seconds, in ``[min_duration, max_duration]``.
         top_k, top_p, temperature, cfg_coef: sampling parameters (see ``MusicGen.set_generation_params``).
+        decoder: one of ``DECODERS`` (``'MultiBand_Diffusion'`` also decodes the tokens with MultiBand Diffusion).
     Raises:
         AppError: with a message naming the field, the value and what is allowed.
     """
     if model not in models:
         raise AppError(f"Unknown model {model!r}; choose one of: {', '.join(models)}.")
+    if decoder not in DECODERS:
+        raise AppError(f"Unknown decoder {_shorten(repr(decoder))}; choose one of: {', '.join(DECODERS)}.")
     description = clean_text(text)
     seconds = _number("Duration (seconds)", duration, minimum=min_duration, maximum=max_duration)
     k = int(_number("Top-k", top_k, minimum=0, maximum=MAX_TOP_K, integer=True))
@@ -169,7 +181,7 @@ def validate_request(model: tp.Any, text: tp.Any, melody: tp.Any, duration: tp.A
         raise AppError("Enter a description of the music to generate (or upload a melody and choose a melody "
                        "model).")
     melody_audio = read_melody(melody, max_seconds=seconds) if is_melody_model(model) else None
-    return GenerationRequest(model, description, melody_audio, seconds, k, p, temp, cfg)
+    return GenerationRequest(model, description, melody_audio, seconds, k, p, temp, cfg, decoder)
 
 
 def _extend_stride(max_duration: float) -> float:
@@ -182,12 +194,16 @@ def _has_melody_conditioner(model: tp.Any) -> bool:
 
 
 def _run(model: tp.Any, texts: tp.List[tp.Optional[str]], melodies: tp.List[tp.Optional[Melody]],
-         progress: tp.Optional[Progress], cancel: tp.Optional[CancelToken] = None) -> torch.Tensor:
-    """Generate ``[B, C, T]`` for a batch; melodies are resampled to the model's rate first."""
+         progress: tp.Optional[Progress], cancel: tp.Optional[CancelToken] = None, return_tokens: bool = False
+         ) -> tp.Any:
+    """Generate ``[B, C, T]`` (and the tokens ``[B, K, F]``) for a batch; melodies are resampled to the model's
+    rate first."""
     from ..data.audio_utils import convert_audio
 
     model.set_custom_progress_callback(progress)
-    extra = {} if cancel is None else {"cancel": cancel}
+    extra: tp.Dict[str, tp.Any] = {} if cancel is None else {"cancel": cancel}
+    if return_tokens:
+        extra["return_tokens"] = True
     try:
         if any(m is not None for m in melodies):
             wavs: tp.List[tp.Optional[torch.Tensor]] = [
@@ -223,19 +239,45 @@ def usable_melody(model: tp.Any, request: GenerationRequest, warnings: tp.List[s
 
 
 def generate_one(cache: ModelCache, request: GenerationRequest, progress: tp.Optional[Progress] = None,
-                 cancel: tp.Optional[CancelToken] = None) -> GenerationResult:
+                 cancel: tp.Optional[CancelToken] = None, status: tp.Optional[tp.Callable[[str], tp.Any]] = None
+                 ) -> GenerationResult:
     """Generate one clip for ``request``; ``progress(done_steps, total_steps)`` is called along the way.
 
-    Once ``cancel`` is set, generation stops at its next step and the result holds the audio made so far.
+    Once ``cancel`` is set, generation stops at its next step and the result holds the audio made so far. With the
+    MultiBand Diffusion decoder the tokens are also decoded by it (loaded before generating; ``status(text)`` is
+    called before the slow stages), unless the request was stopped.
     """
     warnings: tp.List[str] = []
     with cache.use(request.model) as model:
         melody = usable_melody(model, request, warnings)
         set_params(model, request)
-        wav = _run(model, [request.text], [melody], progress, cancel)
+        decoder = None
+        if request.decoder == MBD_DECODER:
+            if status is not None and not cache.diffusion_loaded:
+                status("Loading MultiBand Diffusion")
+            decoder = cache.diffusion(model)
+        if decoder is None:
+            wav, tokens = _run(model, [request.text], [melody], progress, cancel), None
+        else:
+            wav, tokens = _run(model, [request.text], [melody], progress, cancel, return_tokens=True)
         sample_rate = int(model.sample_rate)
-    stopped = cancel is not None and cancel.cancelled
-    return GenerationResult(wav[0].detach().cpu(), sample_rate, warnings, stopped)
+        stopped = cancel is not None and cancel.cancelled
+        diffusion = None
+        if tokens is not None and stopped:
+            warnings.append("Stopped: the MultiBand Diffusion decoding was skipped.")
+        elif tokens is not None and tokens.shape[-1]:
+            if status is not None:
+                status("Decoding with MultiBand Diffusion")
+            diffusion = _decode(model, tokens, decoder)[0].detach().cpu()
+    return GenerationResult(wav[0].detach().cpu(), sample_rate, warnings, stopped, diffusion)
+
+
+def _decode(model: tp.Any, tokens: torch.Tensor, decoder: tp.Any) -> torch.Tensor:
+    from ..models.decoders import decode
+    try:
+        return decode(model, tokens, decoder)
+    except (TypeError, ValueError) as exc:
+        raise AppError(f"MultiBand Diffusion decoding failed: {exc}") from exc
 
 
 def generate_batch(cache: ModelCache, model_name: str, texts: tp.Sequence[tp.Optional[str]],

@@ -17,9 +17,12 @@ CACHE_ENV = "MUSICGEN_DEMO_CACHE"
 
 # Models offered by the interactive app, as in Audiocraft's demo (the melody model first: it takes a melody).
 MODELS = ("facebook/musicgen-melody", "facebook/musicgen-small", "facebook/musicgen-medium",
-          "facebook/musicgen-large")
-# The tiny offline cache only holds these two.
-OFFLINE_MODELS = ("facebook/musicgen-melody", "facebook/musicgen-small")
+          "facebook/musicgen-large", "facebook/musicgen-melody-large", "facebook/musicgen-stereo-small",
+          "facebook/musicgen-stereo-medium", "facebook/musicgen-stereo-melody", "facebook/musicgen-stereo-large",
+          "facebook/musicgen-stereo-melody-large")
+# The tiny offline cache only holds these.
+OFFLINE_MODELS = ("facebook/musicgen-melody", "facebook/musicgen-small", "facebook/musicgen-stereo-small",
+                  "facebook/musicgen-stereo-melody")
 
 
 def offline_demo_requested() -> bool:

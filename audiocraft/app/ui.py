@@ -10,7 +10,8 @@ import gradio as gr
 from ..data.audio import audio_read
 from .aac import AdtsEncoder
 from .errors import AppError
-from .handlers import MAX_DURATION, MAX_TOP_K, MIN_DURATION, GenerationResult, generate_one, validate_request
+from .handlers import (DEFAULT_DECODER, MAX_DURATION, MAX_TOP_K, MBD_DECODER, MIN_DURATION, GenerationResult,
+                       generate_one, validate_request)
 from .model_cache import ModelCache
 from .outputs import OutputFolder
 from .page import melody_input, page, page_errors, prompt_input, take_output
@@ -27,7 +28,10 @@ ASSETS = Path(__file__).resolve().parent.parent.parent / "assets"
 INTRO = """# MusicGen
 Text-to-music generation with [MusicGen](https://arxiv.org/abs/2306.05284) (Audiocraft-compatible).
 Describe the music; with a **melody** model you can also upload or record a melody for it to follow.
-Generations longer than 30 s are made in overlapping windows (slower)."""
+Generations longer than 30 s are made in overlapping windows (slower). The **MultiBand Diffusion** decoder
+([MBD](https://arxiv.org/abs/2308.02560)) turns the same tokens into higher-quality audio, at a much higher cost;
+the EnCodec take is shown beside it."""
+DECODER_CHOICES = [("Default (EnCodec)", DEFAULT_DECODER), ("MultiBand Diffusion", MBD_DECODER)]
 EXAMPLES = [
     ("An 80s driving pop song with heavy drums and synth pads in the background", "bach.mp3",
      "facebook/musicgen-melody"),
@@ -58,6 +62,13 @@ def _finish(output: OutputFolder, result: GenerationResult) -> tp.Tuple[tp.Optio
     return str(path), _picture_of(path)
 
 
+def _diffusion_file(output: OutputFolder, result: GenerationResult) -> tp.Optional[str]:
+    """The MultiBand Diffusion take written to a file (None without one)."""
+    if result.diffusion is None or result.diffusion.shape[-1] == 0:
+        return None
+    return str(output.write_audio(result.diffusion, result.sample_rate))
+
+
 def _progress_steps(cache: ModelCache, model: str, progress: gr.Progress) -> tp.Callable[[int, int], None]:
     """Show 'Loading' or 'Starting' now; returns the per-step callback that moves the page's progress bar."""
     progress(0.0, desc=f"Loading {model}" if cache.loaded_name != model else "Starting")
@@ -76,52 +87,59 @@ def make_check(models: tp.Sequence[str]) -> tp.Callable[..., None]:
     previous take (player and picture) in place, as that event's outputs are untouched."""
 
     def check(model: str, text: str, melody: tp.Optional[str], duration: float, top_k: float, top_p: float,
-              temperature: float, cfg_coef: float) -> None:
+              temperature: float, cfg_coef: float, decoder: str = DEFAULT_DECODER) -> None:
         with page_errors():
-            validate_request(model, text, melody, duration, top_k, top_p, temperature, cfg_coef, models=models)
+            validate_request(model, text, melody, duration, top_k, top_p, temperature, cfg_coef, decoder,
+                             models=models)
 
     return check
 
 
 def make_predict(cache: ModelCache, output: OutputFolder, models: tp.Sequence[str],
                  running: tp.Optional[RunningRequests] = None) -> tp.Callable[..., tp.Any]:
-    """The non-streaming click handler: form values -> (audio file path, waveform picture).
+    """The non-streaming click handler: form values -> (audio file path, waveform picture, MultiBand Diffusion
+    file path or None).
 
     With ``running``, the request can be stopped from its session (``make_stop``).
     """
     running = running if running is not None else RunningRequests()
 
     def predict(model: str, text: str, melody: tp.Optional[str], duration: float, top_k: float, top_p: float,
-                temperature: float, cfg_coef: float, progress: gr.Progress = gr.Progress(),
-                request: tp.Optional[gr.Request] = None) -> tp.Tuple[tp.Optional[str], tp.Any]:
+                temperature: float, cfg_coef: float, decoder: str = DEFAULT_DECODER,
+                progress: gr.Progress = gr.Progress(), request: tp.Optional[gr.Request] = None
+                ) -> tp.Tuple[tp.Optional[str], tp.Any, tp.Optional[str]]:
         with page_errors():
-            checked = validate_request(model, text, melody, duration, top_k, top_p, temperature, cfg_coef,
+            checked = validate_request(model, text, melody, duration, top_k, top_p, temperature, cfg_coef, decoder,
                                        models=models)
             on_step = _progress_steps(cache, checked.model, progress)
             with running.track(_session(request)) as cancel:
-                result = generate_one(cache, checked, on_step, cancel)
-            return _finish(output, result)
+                result = generate_one(cache, checked, on_step, cancel, status=lambda text: progress(None, desc=text))
+            path, picture = _finish(output, result)
+            return path, picture, _diffusion_file(output, result)
 
     return predict
 
 
 def make_generate(cache: ModelCache, output: OutputFolder, models: tp.Sequence[str], running: RunningRequests,
                   chunk_seconds: float = STREAM_CHUNK_SECONDS) -> tp.Callable[..., tp.Iterator[tp.Any]]:
-    """The page's click handler, a generator: yields (AAC bytes for the live player, file path, picture).
+    """The page's click handler, a generator: yields (AAC bytes for the live player, file path, picture,
+    MultiBand Diffusion file path or None).
 
     With ``stream`` on, the live player receives the audio while it is generated (in ``chunk_seconds``
-    pieces) and the file and picture come at the end; with it off this is ``make_predict`` in one step.
+    pieces) and the file and picture come at the end; with it off this is ``make_predict`` in one step. The
+    MultiBand Diffusion decoder needs the whole take (it does not stream): it always takes the one-step path.
     """
     predict = make_predict(cache, output, models, running)
 
     def generate(model: str, text: str, melody: tp.Optional[str], duration: float, top_k: float, top_p: float,
-                 temperature: float, cfg_coef: float, stream: bool = True, progress: gr.Progress = gr.Progress(),
-                 request: tp.Optional[gr.Request] = None) -> tp.Iterator[tp.Tuple[tp.Any, tp.Any, tp.Any]]:
-        if not stream:
-            path, picture = predict(model, text, melody, duration, top_k, top_p, temperature, cfg_coef,
-                                    progress, request)
+                 temperature: float, cfg_coef: float, stream: bool = True, decoder: str = DEFAULT_DECODER,
+                 progress: gr.Progress = gr.Progress(), request: tp.Optional[gr.Request] = None
+                 ) -> tp.Iterator[tp.Tuple[tp.Any, tp.Any, tp.Any, tp.Any]]:
+        if not stream or decoder == MBD_DECODER:
+            path, picture, diffusion = predict(model, text, melody, duration, top_k, top_p, temperature, cfg_coef,
+                                               decoder, progress, request)
             # b"", not gr.skip(): gradio ends the live player's stream at the end of the event, so it must exist.
-            yield b"", path, picture
+            yield b"", path, picture, diffusion
             return
         with page_errors():
             checked = validate_request(model, text, melody, duration, top_k, top_p, temperature, cfg_coef,
@@ -135,13 +153,13 @@ def make_generate(cache: ModelCache, output: OutputFolder, models: tp.Sequence[s
                         if isinstance(item, GenerationResult):
                             path, picture = _finish(output, item)
                             tail = encoder.flush() if encoder is not None else b""
-                            yield tail, path, picture
+                            yield tail, path, picture, None
                             break
                         if encoder is None:
                             encoder = AdtsEncoder(item.sample_rate, item.wav.shape[0])
                         data = encoder.encode(item.wav)
                         if data:
-                            yield data, gr.skip(), gr.skip()
+                            yield data, gr.skip(), gr.skip(), gr.skip()
                 finally:
                     close = getattr(items, "close", None)
                     if close is not None:
@@ -180,6 +198,9 @@ def build_app(cache: ModelCache, output: OutputFolder, *, models: tp.Sequence[st
                 stream = gr.Checkbox(True, label="Play while generating", elem_id="stream",
                                      info="hear the music as it is made; the full take is saved at the end")
                 model = gr.Radio(list(models), value=default_model, label="Model", elem_id="model")
+                decoder = gr.Radio(DECODER_CHOICES, value=DEFAULT_DECODER, label="Decoder", elem_id="decoder",
+                                   info="MultiBand Diffusion: better audio from the same tokens, much slower "
+                                        "(no live playback); the EnCodec take is kept to compare")
                 duration = gr.Slider(MIN_DURATION, MAX_DURATION, value=default_duration, step=1,
                                      label="Duration (seconds)", elem_id="duration")
                 with gr.Row():
@@ -193,15 +214,21 @@ def build_app(cache: ModelCache, output: OutputFolder, *, models: tp.Sequence[st
                                       interactive=False, elem_id="live_audio")
                 audio_out = take_output()
                 picture = gr.Image(label="Waveform", type="pil", interactive=False, elem_id="waveform")
-        inputs = [model, text, melody, duration, top_k, top_p, temperature, cfg_coef, stream]
-        submit.click(make_check(models), inputs=inputs[:-1], outputs=None, concurrency_limit=None, api_name="check") \
-            .success(generate, inputs=inputs, outputs=[live, audio_out, picture], concurrency_limit=concurrency_limit,
-                     concurrency_id="generate", api_name="predict", show_progress_on=[audio_out, picture])
+                diffusion_out = gr.Audio(label="MultiBand Diffusion decoder", type="filepath", interactive=False,
+                                         elem_id="diffusion_audio", visible=False)
+        form = [model, text, melody, duration, top_k, top_p, temperature, cfg_coef]
+        submit.click(make_check(models), inputs=[*form, decoder], outputs=None, concurrency_limit=None,
+                     api_name="check") \
+            .success(generate, inputs=[*form, stream, decoder], outputs=[live, audio_out, picture, diffusion_out],
+                     concurrency_limit=concurrency_limit, concurrency_id="generate", api_name="predict",
+                     show_progress_on=[audio_out, picture])
         # Not queued behind the generations: it only sets the cancel token of this session's request.
         stop.click(make_stop(running), inputs=None, outputs=None, api_name="stop", concurrency_limit=None,
                    concurrency_id="stop")
         stream.change(lambda on: gr.update(visible=bool(on)), inputs=stream, outputs=live, api_visibility="private",
                       queue=False)
+        decoder.change(lambda choice: gr.update(visible=choice == MBD_DECODER), inputs=decoder, outputs=diffusion_out,
+                       api_visibility="private", queue=False)
         examples = [[t, None if m is None else str(ASSETS / m), name] for t, m, name in EXAMPLES
                     if name in models and (m is None or (ASSETS / m).is_file())]
         if examples:

@@ -9,7 +9,9 @@ through three small entry points, so a new backend (a GPU path, a compiled path)
 - **loading**: :func:`preparing` / :func:`prepare` turn a freshly loaded language model into its inference form for
   the device (CPU: packed linear weights in float32, bf16 or int8 and the native attention, see
   :mod:`audiocraft.backends.cpu`; other devices: a dtype conversion); :func:`prepare_codec` does the same for a
-  compression model (CPU: the SEANet decoder run time-major on matrix products, :mod:`audiocraft.backends.cpu.codec`);
+  compression model (CPU: the SEANet decoder run time-major on matrix products, :mod:`audiocraft.backends.cpu.codec`)
+  and :func:`prepare_diffusion` for a diffusion U-Net (:mod:`audiocraft.backends.cpu.diffusion`: its convolutions and
+  dropouts);
 - **threads**: :func:`threads`, the context manager around a generation (CPU: no idle OpenMP pool stays behind).
 
 Importing this package is light: the CPU backend is imported when first used.
@@ -25,7 +27,8 @@ from torch import nn
 from .attention import ATTENTION_BACKENDS, AttentionBackend, XFormersAttention, get_attention_backend
 
 __all__ = ["ATTENTION_BACKENDS", "AttentionBackend", "XFormersAttention", "get_attention_backend",
-           "check_inference_options", "prepare", "prepare_codec", "preparing", "Preparation", "threads"]
+           "check_inference_options", "prepare", "prepare_codec", "prepare_diffusion", "preparing", "Preparation",
+           "threads"]
 
 
 def _on_cpu(device: tp.Union[str, torch.device]) -> bool:
@@ -82,6 +85,19 @@ def prepare_codec(model: nn.Module) -> bool:
     for module in list(model.modules()):
         prepared = prepare_decoder(module) or prepared
     return prepared
+
+
+def prepare_diffusion(model: nn.Module) -> nn.Module:
+    """Give a diffusion U-Net (:class:`~audiocraft.models.unet.DiffusionUnet`) the fastest implementation of its
+    convolutions and dropouts for the device it is on, in place; returns ``model``. CPU: convolutions as one matrix
+    product each and a native dropout drawing torch's own random numbers (:mod:`audiocraft.backends.cpu.diffusion`);
+    other devices keep PyTorch's."""
+    device = next(iter(model.parameters())).device
+    set_ops: tp.Any = getattr(model, "set_ops", None)
+    if device.type == "cpu" and set_ops is not None:
+        from .cpu.diffusion import NativeDiffusionOps
+        set_ops(NativeDiffusionOps())
+    return model
 
 
 class Preparation:

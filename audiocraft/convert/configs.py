@@ -2,7 +2,8 @@
 
 Reading an ``xp.cfg`` gives an :class:`LMSpec` (language model and conditioners) and the keyword arguments of
 transformers' ``EncodecConfig``; every option transformers' MusicGen cannot express (rotary embeddings, biases,
-another codebook pattern, stereo, ...) raises :class:`ConversionError` naming it. The way back writes a
+another codebook pattern, ...) raises :class:`ConversionError` naming it. Stereo models (``channels: 2``, codebooks
+interleaved per level, delays ``[0, 0, 1, 1, ...]``) map to transformers' ``audio_channels=2``. The way back writes a
 ``xp.cfg`` in the official Hydra layout (the sections Audiocraft's builders read), starting from a built-in
 template or from the ``xp.cfg`` of an existing checkpoint.
 """
@@ -47,6 +48,7 @@ class LMSpec:
     segment_duration: float
     sample_rate: int
     melody: tp.Optional[MelodySpec] = None
+    audio_channels: int = 1  # 2: stereo, the left / right codebooks interleaved ([q0_L, q0_R, q1_L, ...])
 
 
 def _plain(cfg: omegaconf.DictConfig, key: str) -> tp.Any:
@@ -93,14 +95,14 @@ def lm_spec_from_cfg(cfg: omegaconf.DictConfig) -> LMSpec:
     if dim % num_heads:
         raise ConversionError(f"transformer_lm.dim={dim} is not a multiple of num_heads={num_heads}")
 
+    channels = _audio_channels(cfg, n_q)
     pattern = _plain(cfg, "codebooks_pattern") or {}
     _require(pattern.get("modeling"), "delay", "codebooks_pattern.modeling")
-    delay = {"delays": list(range(n_q)), "flatten_first": 0, "empty_initial": 0, **(pattern.get("delay") or {})}
-    _require(list(delay["delays"]), list(range(n_q)), "codebooks_pattern.delay.delays")
+    delays = stereo_delays(n_q) if channels == 2 else list(range(n_q))
+    delay = {"delays": delays, "flatten_first": 0, "empty_initial": 0, **(pattern.get("delay") or {})}
+    _require(list(delay["delays"]), delays, "codebooks_pattern.delay.delays")
     _require(delay["flatten_first"], 0, "codebooks_pattern.delay.flatten_first")
     _require(delay["empty_initial"], 0, "codebooks_pattern.delay.empty_initial")
-    if int(_plain(cfg, "channels") or 1) != 1 or (_plain(cfg, "interleave_stereo_codebooks.use") or False):
-        raise ConversionError("stereo MusicGen models are not supported: only mono text and melody models convert")
 
     fuser = {"sum": [], "prepend": [], "cross": [], "input_interpolate": [], "cross_attention_pos_emb": False,
              **(_plain(cfg, "fuser") or {})}
@@ -140,7 +142,26 @@ def lm_spec_from_cfg(cfg: omegaconf.DictConfig) -> LMSpec:
                   card=int(tl["card"]), activation=str(tl["activation"]), dropout=float(tl["dropout"] or 0.0),
                   t5_name=str(t5.get("name")), t5_finetune=bool(t5.get("finetune", False)),
                   cfg_coef=float(guidance.get("inference_coef", 3.0)), segment_duration=duration,
-                  sample_rate=sample_rate, melody=melody)
+                  sample_rate=sample_rate, melody=melody, audio_channels=channels)
+
+
+def stereo_delays(n_q: int) -> tp.List[int]:
+    """Delays of a stereo model's interleaved codebooks: left and right of level k share delay k."""
+    return [k // 2 for k in range(n_q)]
+
+
+def _audio_channels(cfg: omegaconf.DictConfig, n_q: int) -> int:
+    """1, or 2 for a stereo model (channels 2 with codebooks interleaved per level, as transformers expects)."""
+    channels = int(_plain(cfg, "channels") or 1)
+    stereo = _plain(cfg, "interleave_stereo_codebooks") or {}
+    if channels == 1 and not stereo.get("use", False):
+        return 1
+    _require(channels, 2, "channels")
+    _require(bool(stereo.get("use", False)), True, "interleave_stereo_codebooks.use")
+    _require(bool(stereo.get("per_timestep", False)), False, "interleave_stereo_codebooks.per_timestep")
+    if n_q % 2:
+        raise ConversionError(f"transformer_lm.n_q={n_q}: a stereo model interleaves an even number of codebooks")
+    return 2
 
 
 def encodec_kwargs_from_cfg(cfg: omegaconf.DictConfig) -> tp.Dict[str, tp.Any]:
@@ -280,11 +301,14 @@ def lm_cfg(spec: LMSpec, template: tp.Optional[omegaconf.DictConfig] = None) -> 
             kinds = ("melody", "text") if is_melody else ("text", "melody")
             raise ConversionError(f"the template is a {kinds[0]} model but the converted model is a {kinds[1]} "
                                   "model; give a template of the same kind")
+    stereo = spec.audio_channels == 2
     overrides: tp.Dict[str, tp.Any] = {
-        "lm_model": "transformer_lm", "sample_rate": spec.sample_rate, "channels": 1,
+        "lm_model": "transformer_lm", "sample_rate": spec.sample_rate, "channels": spec.audio_channels,
+        "interleave_stereo_codebooks.use": stereo, "interleave_stereo_codebooks.per_timestep": False,
         "dataset.segment_duration": _number(spec.segment_duration),
         "classifier_free_guidance.inference_coef": float(spec.cfg_coef),
-        "codebooks_pattern.modeling": "delay", "codebooks_pattern.delay.delays": list(range(spec.n_q)),
+        "codebooks_pattern.modeling": "delay",
+        "codebooks_pattern.delay.delays": stereo_delays(spec.n_q) if stereo else list(range(spec.n_q)),
         "transformer_lm.dim": spec.dim, "transformer_lm.num_heads": spec.num_heads,
         "transformer_lm.num_layers": spec.num_layers, "transformer_lm.hidden_scale": _number(spec.ffn_dim / spec.dim),
         "transformer_lm.n_q": spec.n_q, "transformer_lm.card": spec.card, "transformer_lm.activation": spec.activation,
@@ -345,7 +369,10 @@ def lm_spec_from_transformers(config: tp.Any, generation: tp.Mapping[str, tp.Any
                               keep_t5: bool, radix2_exp: int = 14) -> LMSpec:
     """A transformers ``MusicgenConfig`` / ``MusicgenMelodyConfig`` -> :class:`LMSpec`."""
     dec = config.decoder
-    _require(dec.audio_channels, 1, "decoder.audio_channels", to_audiocraft=True)
+    if dec.audio_channels not in (1, 2) or int(dec.num_codebooks) % dec.audio_channels:
+        raise ConversionError(f"decoder.audio_channels={dec.audio_channels!r} with num_codebooks="
+                              f"{dec.num_codebooks} cannot be expressed in Audiocraft's MusicGen (1, or 2 with an "
+                              "even number of codebooks)")
     _require(bool(dec.scale_embedding), False, "decoder.scale_embedding", to_audiocraft=True)
     _require(bool(dec.tie_word_embeddings), False, "decoder.tie_word_embeddings", to_audiocraft=True)
     _require(dec.pad_token_id, dec.vocab_size, "decoder.pad_token_id", to_audiocraft=True)
@@ -371,7 +398,8 @@ def lm_spec_from_transformers(config: tp.Any, generation: tp.Mapping[str, tp.Any
                   num_layers=int(dec.num_hidden_layers), ffn_dim=int(dec.ffn_dim), n_q=int(dec.num_codebooks),
                   card=int(dec.vocab_size), activation=str(dec.activation_function), dropout=float(dec.dropout),
                   t5_name=t5_name, t5_finetune=keep_t5, cfg_coef=float(generation.get("guidance_scale") or 3.0),
-                  segment_duration=duration, sample_rate=sample_rate, melody=melody)
+                  segment_duration=duration, sample_rate=sample_rate, melody=melody,
+                  audio_channels=int(dec.audio_channels))
 
 
 def expected_lm_keys(spec: LMSpec) -> tp.Set[str]:

@@ -8,8 +8,9 @@
   ``audio_encoder`` / ``decoder``), ``generation_config.json``, ``model.safetensors`` (T5 encoder + EnCodec +
   decoder) and the T5 tokenizer / processor files.
 
-Weights are moved, never recomputed: converting there and back gives bit-identical state dicts. Mono text
-and melody models convert (any size); options transformers' MusicGen cannot express raise
+Weights are moved, never recomputed: converting there and back gives bit-identical state dicts. Text and
+melody models convert (any size), mono or stereo (transformers' ``audio_channels=2``: the same interleaved left /
+right codebooks, decoded by the same mono EnCodec); options transformers' MusicGen cannot express raise
 :class:`ConversionError` naming them. Outputs are built in a temporary folder next to ``out_dir`` and moved in
 place file by file (``os.replace``), so a failed conversion leaves no partial file behind.
 
@@ -42,6 +43,9 @@ LM_FILENAME = "state_dict.bin"
 COMPRESSION_FILENAME = "compression_state_dict.bin"
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                  "pytorch_model.bin.index.json")
+# Older transformers keep MusicGen's sinusoidal positions as weights (until 4.51) and EnCodec's old weight_norm
+# names (until 4.44): their classes expect other state dicts. The rest of the package runs on 4.40.
+MIN_TRANSFORMERS = "4.52"
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -55,6 +59,20 @@ def _quiet_transformers() -> tp.Iterator[None]:
         yield
     finally:
         hf_logging.set_verbosity(previous)
+
+
+def _transformers_version() -> str:
+    from importlib import metadata
+    return metadata.version("transformers")
+
+
+def _check_transformers() -> None:
+    """Refuse a transformers older than :data:`MIN_TRANSFORMERS`, saying which is installed."""
+    from packaging.version import Version
+    installed = _transformers_version()
+    if Version(installed) < Version(MIN_TRANSFORMERS):
+        raise ConversionError(f"converting to / from transformers needs transformers >= {MIN_TRANSFORMERS}, "
+                              f"installed: {installed} (pip install -U 'transformers>={MIN_TRANSFORMERS}')")
 
 
 def _check_output(out_dir: PathLike, overwrite: bool, sources: tp.Sequence[PathLike]) -> Path:
@@ -159,6 +177,14 @@ def _t5_for_transformers(spec: cfgs.LMSpec, finetuned: weights.StateDict) -> tp.
     return config, state
 
 
+def _composite_config(cls: tp.Any, text_encoder: tp.Any, audio_encoder: tp.Any, decoder: tp.Any,
+                      **kwargs: tp.Any) -> tp.Any:
+    """A MusicGen config from its three sub-configs. Passed as dicts, the one form transformers 4.x
+    (``from_sub_models_config``) and 5.x (which removed that method) both accept."""
+    return cls(text_encoder=text_encoder.to_dict(), audio_encoder=audio_encoder.to_dict(), decoder=decoder.to_dict(),
+               **kwargs)
+
+
 def _write_processor(folder: Path, spec: cfgs.LMSpec, t5_name: str, sample_rate: int, channels: int) -> None:
     from transformers import EncodecFeatureExtractor, MusicgenProcessor, T5Tokenizer
     tokenizer = T5Tokenizer.from_pretrained(t5_name)
@@ -189,6 +215,7 @@ def to_transformers(source: PathLike, out_dir: PathLike, overwrite: bool = False
         ConversionError: unsupported model or options, inconsistent checkpoint, or ``out_dir`` not empty.
         FileNotFoundError, audiocraft.utils.checkpoint_io.CheckpointError: unreadable checkpoint.
     """
+    _check_transformers()
     _check_output(out_dir, overwrite, [source])
     lm_pkg, codec_pkg = _load_audiocraft(source)
     spec = cfgs.lm_spec_from_cfg(_xp_cfg(lm_pkg, f"'{LM_FILENAME}'"))
@@ -197,34 +224,37 @@ def to_transformers(source: PathLike, out_dir: PathLike, overwrite: bool = False
                               MusicgenMelodyForConditionalGeneration)
     codec_kwargs, codec_state = _codec_for_transformers(codec_pkg)
     codec_n_q = codec_kwargs.pop("n_q")
-    if codec_kwargs["codebook_size"] != spec.card or codec_n_q < spec.n_q:
-        raise ConversionError(f"the LM predicts {spec.n_q} x {spec.card} codes but the codec has {codec_n_q} x "
-                              f"{codec_kwargs['codebook_size']}")
+    per_channel = spec.n_q // spec.audio_channels  # a stereo LM's codebooks: both channels', interleaved
+    if codec_kwargs["codebook_size"] != spec.card or codec_n_q < per_channel:
+        raise ConversionError(f"the LM predicts {per_channel} x {spec.card} codes per channel but the codec has "
+                              f"{codec_n_q} x {codec_kwargs['codebook_size']}")
     if codec_kwargs["audio_channels"] != 1:
-        raise ConversionError(f"the codec has {codec_kwargs['audio_channels']} channels: only mono models convert")
+        raise ConversionError(f"the codec has {codec_kwargs['audio_channels']} channels: only mono codecs convert "
+                              "(stereo models encode each channel with a mono codec)")
     lm_state, t5_finetuned = weights.lm_to_transformers(lm_pkg["best_state"])
 
     with _quiet_transformers():
         t5_config, t5_state = _t5_for_transformers(spec, t5_finetuned)
         frame_rate = codec_kwargs["sampling_rate"] / math.prod(codec_kwargs["upsampling_ratios"])
         audio_config = EncodecConfig(target_bandwidths=cfgs.target_bandwidths(
-            [spec.n_q, codec_n_q], frame_rate, spec.card), **codec_kwargs)
+            [per_channel, codec_n_q], frame_rate, spec.card), **codec_kwargs)
         if audio_config.num_quantizers != codec_n_q:
             raise ConversionError(f"cannot express {codec_n_q} codebooks as a transformers EnCodec bandwidth")
-        decoder_kwargs = dict(vocab_size=spec.card, hidden_size=spec.dim, num_hidden_layers=spec.num_layers,
-                              num_attention_heads=spec.num_heads, ffn_dim=spec.ffn_dim, num_codebooks=spec.n_q,
-                              activation_function=spec.activation, dropout=spec.dropout, attention_dropout=0.0,
-                              activation_dropout=0.0, pad_token_id=spec.card, bos_token_id=spec.card,
-                              decoder_start_token_id=spec.card, audio_channels=1)
+        decoder_kwargs: tp.Dict[str, tp.Any] = dict(
+            vocab_size=spec.card, hidden_size=spec.dim, num_hidden_layers=spec.num_layers,
+            num_attention_heads=spec.num_heads, ffn_dim=spec.ffn_dim, num_codebooks=spec.n_q,
+            activation_function=spec.activation, dropout=spec.dropout, attention_dropout=0.0,
+            activation_dropout=0.0, pad_token_id=spec.card, bos_token_id=spec.card,
+            decoder_start_token_id=spec.card, audio_channels=spec.audio_channels)
         model_cls: tp.Any
         if spec.melody is None:
-            config: tp.Any = MusicgenConfig.from_sub_models_config(
-                t5_config, audio_config, MusicgenDecoderConfig(**decoder_kwargs))
+            config: tp.Any = _composite_config(MusicgenConfig, t5_config, audio_config,
+                                               MusicgenDecoderConfig(**decoder_kwargs))
             model_cls = MusicgenForConditionalGeneration
         else:
-            config = MusicgenMelodyConfig.from_sub_models_config(
-                t5_config, audio_config, MusicgenMelodyDecoderConfig(**decoder_kwargs),
-                num_chroma=spec.melody.n_chroma, chroma_length=spec.melody.chroma_len)
+            config = _composite_config(MusicgenMelodyConfig, t5_config, audio_config,
+                                       MusicgenMelodyDecoderConfig(**decoder_kwargs),
+                                       num_chroma=spec.melody.n_chroma, chroma_length=spec.melody.chroma_len)
             model_cls = MusicgenMelodyForConditionalGeneration
         state = {**lm_state, **{weights.AUDIO_PREFIX + k: v for k, v in codec_state.items()},
                  **{weights.TEXT_PREFIX + k: v for k, v in t5_state.items()}}
@@ -244,7 +274,7 @@ def to_transformers(source: PathLike, out_dir: PathLike, overwrite: bool = False
             top_k=250, guidance_scale=spec.cfg_coef, max_length=int(round(spec.segment_duration * frame_rate)))
         with _staging(out_dir, overwrite, [source]) as tmp:
             model.save_pretrained(tmp, safe_serialization=True)
-            _write_processor(tmp, spec, spec.t5_name, codec_kwargs["sampling_rate"], 1)
+            _write_processor(tmp, spec, spec.t5_name, codec_kwargs["sampling_rate"], spec.audio_channels)
     return Path(out_dir)
 
 
@@ -299,6 +329,16 @@ def _read_json(path: Path) -> tp.Dict[str, tp.Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def _feature_extractor_config(folder: Path) -> tp.Dict[str, tp.Any]:
+    """The feature extractor's settings: ``preprocessor_config.json`` (transformers 4.x, and ours), else the
+    ``feature_extractor`` entry of ``processor_config.json`` (where transformers 5.x saves a processor)."""
+    legacy = _read_json(folder / "preprocessor_config.json")
+    if legacy:
+        return legacy
+    nested = _read_json(folder / "processor_config.json").get("feature_extractor", {})
+    return nested if isinstance(nested, dict) else {}
+
+
 _OptionalCfg = tp.Optional[omegaconf.DictConfig]
 
 
@@ -344,6 +384,7 @@ def from_transformers(source: PathLike, out_dir: PathLike, overwrite: bool = Fal
     from .. import __version__
     from ..models.builders import get_compression_model
     from ..utils.checkpoint_io import load_state_dict_checked
+    _check_transformers()
     folder = _transformers_folder(source)
     _check_output(out_dir, overwrite, [folder])
     with _quiet_transformers():
@@ -355,7 +396,7 @@ def from_transformers(source: PathLike, out_dir: PathLike, overwrite: bool = Fal
         raise ConversionError(f"'{source}' is a {config.model_type!r} model: only 'musicgen' and 'musicgen_melody' "
                               "convert")
     generation = _read_json(folder / "generation_config.json")
-    n_fft = _read_json(folder / "preprocessor_config.json").get("n_fft", 2 ** 14)
+    n_fft = _feature_extractor_config(folder).get("n_fft", 2 ** 14)
     radix2_exp = int(round(math.log2(n_fft)))
     name = _t5_name(config, t5_name)
     spec = cfgs.lm_spec_from_transformers(config, generation, name, keep_t5, radix2_exp)

@@ -1,7 +1,8 @@
 """Builders: turn a checkpoint's config (``xp.cfg``, an OmegaConf tree) into modules, one builder per section.
 
 - compression model (``encodec``, ``seanet``, ``rvq``): :func:`get_compression_model`, :func:`get_encodec_autoencoder`,
-  :func:`get_quantizer`;
+  :func:`get_quantizer`; the stereo wrapper a generation model applies from its LM config
+  (``interleave_stereo_codebooks``, ``compression_model_n_q``): :func:`get_wrapped_compression_model`;
 - conditioners and fuser (``conditioners``, ``fuser``): :func:`get_conditioner_provider`, :func:`get_condition_fuser`;
 - language model (``transformer_lm`` as :class:`TransformerLMConfig`, or :class:`MagnetLMConfig` for
   ``lm_model: transformer_lm_magnet``; ``codebooks_pattern``, guidance): :func:`get_lm_model`,
@@ -32,12 +33,13 @@ from ..modules.conditioners import (BaseConditioner, ChromaStemConditioner, Cond
                                     LUTConditioner, T5Conditioner)
 from ..modules.seanet import SEANetDecoder, SEANetEncoder
 from ..utils.config import as_config, section, to_plain
-from .encodec import CompressionModel, EncodecModel
+from .encodec import CompressionModel, EncodecModel, InterleaveStereoCompressionModel
 from .lm import LMModel
 from .lm_magnet import MagnetLMModel
 
 __all__ = [
-    "get_compression_model", "get_debug_compression_model", "get_encodec_autoencoder", "get_quantizer",
+    "get_compression_model", "get_wrapped_compression_model", "get_debug_compression_model",
+    "get_encodec_autoencoder", "get_quantizer",
     "get_condition_fuser", "get_conditioner_provider", "get_debug_conditioner_provider", "get_debug_condition_fuser",
     "TransformerLMConfig", "MagnetLMConfig", "get_codebooks_pattern_provider", "get_debug_lm_model", "get_lm_model",
 ]
@@ -111,6 +113,34 @@ def get_compression_model(cfg: omegaconf.DictConfig) -> CompressionModel:
     _check_options(kwargs, EncodecModel, "encodec")
     model = EncodecModel(encoder, decoder, quantizer, frame_rate=frame_rate, **kwargs)
     return model.to(str(cfg.get("device", "cpu") or "cpu"))
+
+
+def get_wrapped_compression_model(compression_model: CompressionModel, cfg: tp.Any) -> CompressionModel:
+    """The compression model a generation model with LM config ``cfg`` uses, as Audiocraft builds it.
+
+    ``interleave_stereo_codebooks.use`` wraps the mono codec in :class:`InterleaveStereoCompressionModel` (its other
+    keys, e.g. ``per_timestep``, are the wrapper's arguments); ``compression_model_n_q`` (when not null) sets the
+    number of codebooks used. The root ``channels`` (when given) must then be the wrapped model's: a config with
+    ``channels: 2`` and no interleaving (or the reverse) raises a ValueError naming both.
+    """
+    cfg = as_config(cfg)
+    stereo = section(cfg, "interleave_stereo_codebooks")
+    if stereo.pop("use", False):
+        _check_options(stereo, InterleaveStereoCompressionModel, "interleave_stereo_codebooks")
+        if compression_model.channels != 1:
+            raise ValueError(f"interleave_stereo_codebooks.use is set but the compression model has "
+                             f"{compression_model.channels} channels; it must be mono")
+        compression_model = InterleaveStereoCompressionModel(compression_model, **stereo)
+    n_q = to_plain(cfg.get("compression_model_n_q"))
+    if n_q is not None:
+        compression_model.set_num_codebooks(int(n_q))
+    channels = to_plain(cfg.get("channels"))
+    if channels is not None and int(channels) != compression_model.channels:
+        how = ("interleave_stereo_codebooks.use is false" if compression_model.channels == 1 else
+               "interleave_stereo_codebooks.use is true")
+        raise ValueError(f"the config says channels={channels} but its compression model gives "
+                         f"{compression_model.channels} channel(s) ({how})")
+    return compression_model
 
 
 def get_debug_compression_model(device: tp.Union[torch.device, str] = "cpu",
@@ -370,3 +400,6 @@ def get_debug_lm_model(device: tp.Union[str, torch.device] = "cpu") -> LMModel:
     lm = LMModel(DelayedPatternProvider(n_q=4), get_debug_conditioner_provider(dim), get_debug_condition_fuser(),
                  n_q=4, card=400, dim=dim, num_heads=4, num_layers=2, custom=True, cross_attention=True, causal=True)
     return lm.to(device).eval()
+
+
+from .diffusion_builders import get_diffusion_model, get_processor  # noqa: F401,E402

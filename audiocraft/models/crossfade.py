@@ -48,10 +48,12 @@ def fade_in(length: int, device: torch.device) -> torch.Tensor:
 
 
 def apply_crossfades(model: "BaseGenModel", tokens: torch.Tensor, audio: torch.Tensor,
-                     crossfades: tp.Sequence[tp.Tuple[int, torch.Tensor]]) -> torch.Tensor:
+                     crossfades: tp.Sequence[tp.Tuple[int, torch.Tensor]],
+                     decode: tp.Optional[tp.Callable[[torch.Tensor], torch.Tensor]] = None) -> torch.Tensor:
     """Blend into ``audio`` ``[B, C, T]`` (decoded from ``tokens`` ``[B, K, F]``) each ``(frame, old_tokens
     [B, K, n])``: over frames ``frame .. frame + n`` the audio fades from ``old_tokens``' decoding to its own.
-    Returns a new tensor."""
+    ``decode`` turns tokens into audio as ``audio`` was made (default ``model.generate_audio``). Returns a new
+    tensor."""
     if not crossfades:
         return audio
     hop = int(round(model.sample_rate / model.frame_rate))
@@ -62,7 +64,7 @@ def apply_crossfades(model: "BaseGenModel", tokens: torch.Tensor, audio: torch.T
             continue
         context = min(CONTEXT_FRAMES, frame)
         codes = torch.cat([tokens[..., frame - context:frame], old[..., :n].to(tokens.device)], dim=-1)
-        old_audio = model.generate_audio(codes)[..., context * hop:(context + n) * hop]
+        old_audio = (decode or model.generate_audio)(codes)[..., context * hop:(context + n) * hop]
         start, end = frame * hop, min(frame * hop + old_audio.shape[-1], out.shape[-1])
         weights = fade_in(end - start, out.device)
         out[..., start:end] = (1 - weights) * old_audio[..., :end - start] + weights * out[..., start:end]

@@ -411,3 +411,152 @@ class HFEncodecCompressionModel(CompressionModel):
         if n not in self.possible_num_codebooks:
             raise ArgumentError(f"Allowed values for num codebooks: {self.possible_num_codebooks}, got {n}")
         self._num_codebooks = n
+
+
+# ---------------------------------------------------------------------------------------------- stereo
+class InterleaveStereoCompressionModel(CompressionModel):
+    """Stereo from a mono codec (attribute ``model``): each channel is encoded on its own and the two code stacks
+    are interleaved, per codebook level (``[q0_L, q0_R, q1_L, q1_R, ...]``, ``[B, 2K, F]``) or, with
+    ``per_timestep``, per frame (``[B, K, 2F]``, frames ``t0_L, t0_R, t1_L, ...``).
+
+    Built by :func:`audiocraft.models.builders.get_wrapped_compression_model` from a stereo LM's config
+    (``interleave_stereo_codebooks``). As in Audiocraft, ``num_codebooks`` counts codebooks after interleaving,
+    ``set_num_codebooks`` / ``total_codebooks`` those of the mono model, and ``frame_rate`` is doubled with
+    ``per_timestep``. ``forward`` (training) and ``decode_latent`` are not supported.
+
+    Streaming: ``decode`` runs the two channels as one batch of ``2B`` through the mono model, so one
+    ``streaming()`` context serves both channels (``flush_decoder`` returns ``[B, 2, n]``).
+    """
+
+    def __init__(self, model: CompressionModel, per_timestep: bool = False) -> None:
+        super().__init__()
+        if not isinstance(model, CompressionModel):
+            raise ArgumentTypeError(f"model must be a CompressionModel, got {type(model).__name__}")
+        if model.channels != 1:
+            raise ArgumentError(f"the wrapped compression model must be mono (channels 1), got {model.channels} "
+                                "channels")
+        if not isinstance(per_timestep, bool):
+            raise ArgumentTypeError(f"per_timestep must be a bool, got {per_timestep!r}")
+        self.model = model
+        self.per_timestep = per_timestep
+
+    # ---- properties ----------------------------------------------------------------------------
+    @property
+    def total_codebooks(self) -> int:
+        """Codebooks of the mono model (before interleaving)."""
+        return self.model.total_codebooks
+
+    @property
+    def num_codebooks(self) -> int:
+        """Active codebooks AFTER interleaving (twice the mono model's, unless ``per_timestep``)."""
+        return self.model.num_codebooks if self.per_timestep else 2 * self.model.num_codebooks
+
+    def set_num_codebooks(self, n: int) -> None:
+        """Set the active codebooks of the mono model (BEFORE interleaving)."""
+        self.model.set_num_codebooks(n)
+
+    @property
+    def num_virtual_steps(self) -> int:
+        """Frames per real frame: 2 with ``per_timestep`` (left, then right), else 1."""
+        return 2 if self.per_timestep else 1
+
+    @property
+    def frame_rate(self) -> float:
+        return self.model.frame_rate * self.num_virtual_steps
+
+    @property
+    def sample_rate(self) -> int:
+        return self.model.sample_rate
+
+    @property
+    def channels(self) -> int:
+        return 2
+
+    @property
+    def cardinality(self) -> int:
+        return self.model.cardinality
+
+    @property
+    def streaming_delay(self) -> int:
+        """Audio samples a streaming ``decode`` holds back until ``flush_decoder()`` (the mono model's)."""
+        return int(getattr(self.model, "streaming_delay"))
+
+    # ---- interleaving --------------------------------------------------------------------------
+    def _interleave(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        """Two ``[B, K, F]`` stacks -> ``[B, 2K, F]`` (``[B, K, 2F]`` with ``per_timestep``)."""
+        dim = 3 if self.per_timestep else 2
+        stacked = torch.stack([left, right], dim=dim)  # [B, K, 2, F] or [B, K, F, 2]
+        batch, k, f = left.shape
+        return stacked.reshape(batch, k, 2 * f) if self.per_timestep else stacked.reshape(batch, 2 * k, f)
+
+    def get_left_right_codes(self, codes: torch.Tensor) -> tp.Tuple[torch.Tensor, torch.Tensor]:
+        """Interleaved codes -> the left and the right channel's mono codes, each ``[B, K, F]``."""
+        if self.per_timestep:
+            return codes[..., 0::2], codes[..., 1::2]
+        return codes[:, 0::2], codes[:, 1::2]
+
+    def _check_interleaved(self, codes: tp.Any) -> None:
+        _check_codes(codes, self.num_codebooks, self.cardinality, allow_empty=self.is_streaming)
+        if codes.shape[1] != self.num_codebooks:
+            raise ArgumentError(f"codes has K={codes.shape[1]} codebooks (shape {list(codes.shape)}); the stereo model "
+                                f"needs exactly {self.num_codebooks} (left and right interleaved)")
+        if codes.shape[-1] % self.num_virtual_steps:
+            raise ArgumentError(f"codes has {codes.shape[-1]} frames (shape {list(codes.shape)}); interleaved per "
+                                "timestep, it needs an even number (left, right)")
+
+    # ---- inference ------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> QuantizedResult:
+        raise NotImplementedError("InterleaveStereoCompressionModel does not support forward; use encode and "
+                                  "decode")
+
+    def encode(self, x: torch.Tensor) -> tp.Tuple[torch.Tensor, tp.Optional[torch.Tensor]]:
+        """Stereo audio ``[B, 2, T]`` -> ``(codes [B, 2K, F] interleaved, scale [B, 2] or None)``.
+
+        Each channel is encoded by the mono model on its own (in streaming mode, both as one batch of ``2B``).
+        """
+        _check_wav(x, self.channels, allow_empty=self.is_streaming)
+        if self.is_streaming:
+            codes, scale = self.model.encode(torch.cat([x[:, :1], x[:, 1:]], dim=0))
+            left, right = codes.chunk(2, dim=0)
+            scales = None if scale is None else scale.reshape(2, -1).t()
+        else:
+            left, scale_left = self.model.encode(x[:, :1])
+            right, scale_right = self.model.encode(x[:, 1:])
+            scales = None
+            if scale_left is not None and scale_right is not None:
+                scales = torch.cat([scale_left.reshape(-1, 1), scale_right.reshape(-1, 1)], dim=1)
+        return self._interleave(left, right), scales
+
+    def flush_encoder(self) -> tp.Optional[torch.Tensor]:
+        """End a streaming encode: interleaved codes of the last frames, None if nothing was fed."""
+        codes = tp.cast(tp.Any, self.model).flush_encoder()
+        return None if codes is None else self._interleave(*codes.chunk(2, dim=0))
+
+    def decode(self, codes: torch.Tensor, scale: tp.Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Interleaved codes (and the ``[B, 2]`` scale of ``encode``) -> stereo audio ``[B, 2, T]``: left from the
+        left codes, right from the right ones, decoded by the mono model as one batch of ``2B``."""
+        self._check_interleaved(codes)
+        left, right = self.get_left_right_codes(codes)
+        both_scales = None
+        if scale is not None:
+            if scale.dim() != 2 or scale.shape[0] != codes.shape[0] or scale.shape[1] != 2:
+                raise ArgumentError(f"scale must have shape [B, 2] = [{codes.shape[0]}, 2], got {list(scale.shape)}")
+            both_scales = torch.cat([scale[:, :1], scale[:, 1:]], dim=0)
+        audio = self.model.decode(torch.cat([left, right], dim=0), both_scales)
+        return self._stereo(audio)
+
+    def flush_decoder(self, scale: tp.Optional[torch.Tensor] = None) -> tp.Optional[torch.Tensor]:
+        """End a streaming decode: the held-back stereo audio ``[B, 2, n]``, None if nothing was decoded."""
+        both_scales = None if scale is None else torch.cat([scale[:, :1], scale[:, 1:]], dim=0)
+        audio = tp.cast(tp.Any, self.model).flush_decoder(both_scales)
+        return None if audio is None else self._stereo(audio)
+
+    @staticmethod
+    def _stereo(audio: torch.Tensor) -> torch.Tensor:
+        """``[2B, 1, T]`` (left items, then right items) -> ``[B, 2, T]``."""
+        left, right = audio.chunk(2, dim=0)
+        return torch.cat([left, right], dim=1)
+
+    def decode_latent(self, codes: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError("InterleaveStereoCompressionModel does not support decode_latent (each channel "
+                                  "has its own latent); decode the left / right codes with .model")

@@ -20,14 +20,17 @@ from ..modules.conditioners import ConditioningAttributes
 from ..utils.autocast import TorchAutocast
 from ..utils.cancel import CancelToken
 from ..utils.tokens_io import load_tokens
-from ..utils.validation import (ArgumentError, ArgumentTypeError, check_descriptions, check_number, check_tokens,
-                                check_waveform)
+from ..utils.validation import (ArgumentError, ArgumentTypeError, check_bool, check_descriptions, check_number,
+                                check_tokens, check_waveform)
+from .builders import get_wrapped_compression_model
 from .encodec import CompressionModel
 from .lm import LMModel
 from .melody import (MELODY_CONDITION, MelodyList, MelodyType, check_melodies, melody_condition, null_melody,
                      tiled_melody)
 from .windows import Progress, ProgressCallback, Window, window_plan
 
+# Sampling parameters beyond these overflow float32 logits (Audiocraft lets them through to a NaN failure).
+MIN_TEMPERATURE, MAX_TEMPERATURE, MAX_CFG_COEF = 1e-3, 1e3, 1e3
 MAX_BATCH_SIZE = 1024  # generate_unconditional's num_samples: beyond, memory and time grow without bound
 SeedType = tp.Union[None, int, tp.Sequence[tp.Union[int, torch.Generator]]]
 AudioAndTokens = tp.Union[torch.Tensor, tp.Tuple[torch.Tensor, torch.Tensor]]
@@ -89,6 +92,72 @@ def make_generators(seed: SeedType, batch_size: int, device: torch.device) -> tp
     return generators
 
 
+def check_compatible(compression_model: CompressionModel, lm: LMModel) -> None:
+    """The LM models the codec's tokens: same number of codebooks (after stereo interleaving) and codebook size;
+    a ValueError names both otherwise."""
+    n_q, card = int(getattr(lm, "num_codebooks")), int(getattr(lm, "card"))
+    if n_q != compression_model.num_codebooks:
+        stereo = (" (stereo: both channels' codebooks interleaved)"
+                  if compression_model.channels == 2 else "")
+        raise ValueError(f"the language model has {n_q} codebooks but its compression model gives "
+                         f"{compression_model.num_codebooks}{stereo} for {compression_model.channels} channel(s); "
+                         "the LM config and the compression model do not belong together")
+    if card != compression_model.cardinality:
+        raise ValueError(f"the language model has {card} codes per codebook but its compression model has "
+                         f"{compression_model.cardinality}; the LM config and the compression model do not belong "
+                         "together")
+
+
+def generation_params_setter(default_duration: float, default_extend_stride: float) -> tp.Callable[..., None]:
+    """The ``set_generation_params`` method of a left-to-right facade whose defaults are ``default_duration`` and
+    ``default_extend_stride`` seconds (MusicGen: 30 and 18, AudioGen: 10 and 2); the other defaults are Audiocraft's."""
+
+    def set_generation_params(self: "BaseGenModel", use_sampling: bool = True, top_k: int = 250, top_p: float = 0.0,
+                              temperature: float = 1.0, duration: float = default_duration, cfg_coef: float = 3.0,
+                              two_step_cfg: bool = False, extend_stride: float = default_extend_stride) -> None:
+        """Check and set the generation parameters.
+
+        Args:
+            use_sampling: sample (True) or take the argmax (False).
+            top_k: keep the k most likely tokens when sampling (used when ``top_p`` is 0).
+            top_p: nucleus sampling threshold in [0, 1]; 0 disables it (top-k is used).
+            temperature: softmax temperature, in [1e-3, 1e3].
+            duration: seconds of audio to generate, at least one frame (0.02 s). Beyond ``max_duration``
+                generation proceeds in windows that overlap by ``max_duration - extend_stride`` seconds.
+            cfg_coef: classifier-free guidance coefficient, in [-1e3, 1e3].
+            two_step_cfg: run the conditional and unconditional passes separately (same result, slower); unlike
+                Audiocraft, ``cfg_coef`` is honoured in that mode too.
+            extend_stride: seconds the window advances when extending (0 < extend_stride < max_duration).
+        """
+        check_bool("use_sampling", use_sampling)
+        check_number("top_k", top_k, minimum=0, integer=True)
+        check_number("top_p", top_p, minimum=0.0, maximum=1.0)
+        # Bounds keep the scaled logits finite in float32 (1e-300 or 1e300 would overflow them to inf / NaN).
+        check_number("temperature", temperature, minimum=MIN_TEMPERATURE, maximum=MAX_TEMPERATURE)
+        check_number("duration", duration, minimum=0.0, strict_min=True)
+        if duration * self.frame_rate < 1:
+            raise ArgumentError(f"duration must be at least one frame ({1 / self.frame_rate:g} s at "
+                                f"{self.frame_rate:g} Hz), got {duration}.")
+        check_number("cfg_coef", cfg_coef, minimum=-MAX_CFG_COEF, maximum=MAX_CFG_COEF)
+        check_bool("two_step_cfg", two_step_cfg)
+        check_number("extend_stride", extend_stride, minimum=0.0, strict_min=True)
+        if extend_stride >= self.max_duration:
+            raise ArgumentError(f"extend_stride must be < max_duration ({self.max_duration} s), got {extend_stride}.")
+        self.extend_stride = extend_stride
+        self.duration = float(duration)
+        self.generation_params = {
+            "use_sampling": use_sampling,
+            "temp": temperature,
+            "top_k": int(top_k),
+            "top_p": float(top_p),
+            "cfg_coef": cfg_coef,
+            "two_step_cfg": two_step_cfg,
+        }
+
+    set_generation_params.__qualname__ = "set_generation_params"
+    return set_generation_params
+
+
 class BaseGenModel(ABC):
     """Base of the generation facades.
 
@@ -109,6 +178,9 @@ class BaseGenModel(ABC):
         # Inference only: no dropout, no gradients.
         self.compression_model.eval()
         self.lm.eval()
+        if self.cfg is not None:  # stereo LMs: the mono codec wrapped to interleave both channels' codes
+            self.compression_model = get_wrapped_compression_model(self.compression_model, self.cfg)
+        check_compatible(self.compression_model, lm)
         if max_duration is None:
             if self.cfg is None:
                 raise ArgumentError("max_duration must be given when the LM carries no training config (lm.cfg).")
@@ -155,7 +227,7 @@ class BaseGenModel(ABC):
 
     @abstractmethod
     def set_generation_params(self, *args: tp.Any, **kwargs: tp.Any) -> None:
-        """Set the generation parameters."""
+        """Set the generation parameters (MusicGen's and AudioGen's: :func:`generation_params_setter`)."""
 
     @staticmethod
     @abstractmethod
@@ -232,38 +304,40 @@ class BaseGenModel(ABC):
     def generate_stream(self, descriptions: tp.List[tp.Optional[str]], *, chunk_seconds: float = 1.0,
                         prompt: tp.Optional[torch.Tensor] = None, prompt_sample_rate: tp.Optional[int] = None,
                         melody_wavs: tp.Optional[MelodyType] = None, melody_sample_rate: tp.Optional[int] = None,
-                        progress: bool = False, seed: SeedType = None, cancel: tp.Optional[CancelToken] = None
-                        ) -> tp.Iterator[torch.Tensor]:
+                        progress: bool = False, seed: SeedType = None, cancel: tp.Optional[CancelToken] = None,
+                        decoder: tp.Any = None) -> tp.Iterator[torch.Tensor]:
         """Yield audio ``[B, C, n]`` chunks of about ``chunk_seconds`` while generation is still running.
 
         Same inputs as :meth:`generate`, :meth:`generate_continuation` (``prompt``, ``prompt_sample_rate``) or
         ``generate_with_chroma`` (``melody_wavs``, ``melody_sample_rate``). The first chunk arrives after about
         ``chunk_seconds`` of audio has been generated (plus the codec's 3.75-frame look-ahead), not at the end.
         The tokens are those :meth:`generate` returns; the concatenated chunks equal its audio within float
-        round-off (~1e-6). Closing the iterator early (``break``) cancels the generation.
+        round-off (~1e-6). Closing the iterator early (``break``) cancels the generation. Only the model's own
+        codec streams: a ``decoder`` (MultiBandDiffusion, which needs the whole clip) is refused with an error.
         """
         from .stream import generate_stream
         return generate_stream(self, descriptions, chunk_seconds=chunk_seconds, prompt=prompt,
                                prompt_sample_rate=prompt_sample_rate, melody_wavs=melody_wavs,
-                               melody_sample_rate=melody_sample_rate, progress=progress, seed=seed, cancel=cancel)
+                               melody_sample_rate=melody_sample_rate, progress=progress, seed=seed, cancel=cancel,
+                               decoder=decoder)
 
     def generate_long(self, schedule: tp.Sequence[tp.Tuple[float, tp.Any]], duration: tp.Optional[float] = None, *,
                       melody_schedule: tp.Optional[tp.Sequence[tp.Tuple[float, tp.Optional[torch.Tensor]]]] = None,
                       melody_sample_rate: tp.Optional[int] = None, progress: bool = False,
                       return_tokens: bool = False, seed: SeedType = None, cancel: tp.Optional[CancelToken] = None,
-                      crossfade: float = 0.0) -> AudioAndTokens:
+                      crossfade: float = 0.0, decoder: tp.Any = None) -> AudioAndTokens:
         """Long-form generation driven by a schedule of prompts; see :func:`audiocraft.models.long_form.generate_long`.
 
         ``schedule``: ``[(start_seconds, description or [one per item]), ...]`` from 0 s on; ``duration``: total
         seconds (default: the ``duration`` of ``set_generation_params``); ``melody_schedule``: ``[(start_seconds,
         wav [C, T] or None), ...]`` at ``melody_sample_rate`` (melody models); ``crossfade``: seconds of fade from
-        the previous conditions' continuation where they change (0: off). Returns audio ``[B, C, T]`` (and tokens
-        ``[B, K, F]``).
+        the previous conditions' continuation where they change (0: off); ``decoder``: None (the model's codec) or a
+        ``MultiBandDiffusion`` decoding the tokens instead. Returns audio ``[B, C, T]`` (and tokens ``[B, K, F]``).
         """
         from .long_form import generate_long
         return generate_long(self, schedule, duration, melody_schedule=melody_schedule,
                              melody_sample_rate=melody_sample_rate, progress=progress, return_tokens=return_tokens,
-                             seed=seed, cancel=cancel, crossfade=crossfade)
+                             seed=seed, cancel=cancel, crossfade=crossfade, decoder=decoder)
 
     # ---- internals ----------------------------------------------------------------------------
     def _options(self, seed: SeedType, cancel: tp.Optional[CancelToken], batch_size: int) -> GenerationOptions:
@@ -320,8 +394,9 @@ class BaseGenModel(ABC):
         """Validate melodies, convert them to the model's rate and channels and build the attributes."""
         descriptions = check_descriptions("descriptions", descriptions)
         if not self.has_melody:
-            raise ArgumentError(f"Model '{self.name}' has no melody (chroma) conditioner; generate_with_chroma needs a "
-                                "melody model such as 'facebook/musicgen-melody'.")
+            raise ArgumentError(f"Model '{self.name}' ({type(self).__name__}) has no melody (chroma) conditioner; "
+                                "following a melody needs a melody model such as 'facebook/musicgen-melody' or "
+                                "'facebook/musicgen-stereo-melody'.")
         melodies = check_melodies(melody_wavs, len(descriptions), self.sample_rate, melody_sample_rate,
                                   self.audio_channels)
         attributes, _ = self._prepare_tokens_and_attributes(descriptions, None, melodies)

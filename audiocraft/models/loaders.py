@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..utils.checkpoint_io import CheckpointError, load_state_dict_checked, safe_torch_load
+from ..utils.hub import hub_reachable
 from ..utils.validation import ArgumentError
 from .encodec import CompressionModel
 
@@ -56,45 +57,8 @@ def _download_url(url: str, cache_dir: tp.Optional[str]) -> Path:
     return target
 
 
-# Whether the hub answered, per endpoint: asked once per process, so that a machine without network fails (or
-# falls back to the local cache) at once instead of spending ~20 s in huggingface_hub's retries at every file.
-_HUB_REACHABLE: tp.Dict[str, bool] = {}
-HUB_PROBE_TIMEOUT = 3.0  # seconds
 OFFLINE_HINT = ("To run offline, set HF_HUB_OFFLINE=1 and HF_HUB_CACHE to a hub cache that holds the model, or "
                 "pass a local folder holding state_dict.bin and compression_state_dict.bin.")
-
-
-def _probe(url: str, timeout: float) -> bool:
-    """False when ``url`` cannot be reached at all (no route, refused, name unknown, timeout); any answer, even
-    an HTTP error or a TLS problem, counts as reachable (huggingface_hub then reports what is wrong)."""
-    import ssl
-    import urllib.error
-    import urllib.request
-    try:
-        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()
-    except urllib.error.HTTPError:
-        return True
-    except urllib.error.URLError as err:
-        return isinstance(err.reason, ssl.SSLError)
-    except ssl.SSLError:
-        return True
-    except OSError:  # a timeout or a reset outside urllib's wrapping
-        return False
-    except Exception:  # noqa: BLE001 - a malformed endpoint and the like: let huggingface_hub report it
-        return True
-    return True
-
-
-def hub_reachable(endpoint: tp.Optional[str] = None) -> bool:
-    """Whether the hub (``endpoint``, default ``$HF_ENDPOINT`` or huggingface.co) answers; False without asking
-    when ``HF_HUB_OFFLINE`` is set. The answer is remembered for the rest of the process."""
-    from huggingface_hub import constants
-    if constants.HF_HUB_OFFLINE:
-        return False
-    endpoint = endpoint or constants.ENDPOINT
-    if endpoint not in _HUB_REACHABLE:
-        _HUB_REACHABLE[endpoint] = _probe(endpoint, HUB_PROBE_TIMEOUT)
-    return _HUB_REACHABLE[endpoint]
 
 
 def _hub_download(repo_id: str, filename: str, cache_dir: tp.Optional[str]) -> Path:
@@ -354,3 +318,108 @@ def load_lm_model_magnet(file_or_url_or_id: tp.Union[Path, str], compression_mod
 
     return load_lm_model(file_or_url_or_id, device=device, cache_dir=cache_dir, for_generation=True,
                          on_state_loaded=on_state_loaded, configure=configure)
+
+
+# ---------------------------------------------------------------------------------------------- diffusion (MBD)
+if tp.TYPE_CHECKING:  # pragma: no cover
+    from ..modules.diffusion_schedule import SampleProcessor
+    from .unet import DiffusionUnet
+
+MBD_FILENAME = "mbd_musicgen_32khz.th"
+
+
+def _diffusion_allowed_globals() -> tp.List[tp.Any]:
+    """The classes a MultiBandDiffusion checkpoint may hold besides tensors: its per-band configs are pickled
+    omegaconf ``DictConfig`` trees (nodes, metadata, and the plain types their metadata names). Plain data
+    containers whose unpickling runs no code of the file."""
+    import collections
+
+    from omegaconf.base import ContainerMetadata, Metadata
+    from omegaconf.nodes import AnyNode
+    return [omegaconf.DictConfig, omegaconf.ListConfig, ContainerMetadata, Metadata, AnyNode, tp.Any,
+            collections.defaultdict, dict, list, int]
+
+
+def load_mbd_ckpt(file_or_url_or_id: tp.Union[Path, str], filename: tp.Optional[str] = None,
+                  cache_dir: tp.Optional[str] = None) -> tp.Dict[tp.Any, tp.Any]:
+    """The package of a MultiBandDiffusion checkpoint: ``{'sample_rate', 'n_bands', 0: band, 1: band, ...}``,
+    each band ``{'model_state', 'processor_state', 'cfg'}``. Read with ``weights_only=True`` plus an allow-list
+    of omegaconf's config classes (:func:`_diffusion_allowed_globals`); any other pickled object is refused
+    (``CheckpointError``) without being created."""
+    return _load_mbd_package(file_or_url_or_id, filename, cache_dir)[0]
+
+
+def _load_mbd_package(file_or_url_or_id: tp.Union[Path, str], filename: tp.Optional[str],
+                      cache_dir: tp.Optional[str]) -> tp.Tuple[tp.Dict[tp.Any, tp.Any], Path]:
+    if cache_dir is None:
+        cache_dir = get_audiocraft_cache_dir()
+    path = _resolve_file(file_or_url_or_id, filename, cache_dir)
+    pkg = safe_torch_load(path, allowed_globals=_diffusion_allowed_globals())
+    _check_mbd_package(pkg, path)
+    return pkg, path
+
+
+def _check_mbd_package(pkg: tp.Any, path: Path) -> None:
+    if not isinstance(pkg, dict):
+        raise CheckpointError(f"'{path}' holds a {type(pkg).__name__}; a MultiBandDiffusion checkpoint is a dict "
+                              "with 'sample_rate', 'n_bands' and one entry per band")
+    missing = [key for key in ("sample_rate", "n_bands") if key not in pkg]
+    if missing:
+        raise CheckpointError(f"'{path}' is not a MultiBandDiffusion checkpoint: missing {missing} "
+                              f"(keys: {sorted(map(str, pkg))})")
+    n_bands, sample_rate = pkg["n_bands"], pkg["sample_rate"]
+    if isinstance(n_bands, bool) or not isinstance(n_bands, int) or n_bands < 1:
+        raise CheckpointError(f"'{path}': n_bands={n_bands!r} must be an integer >= 1")
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate < 1:
+        raise CheckpointError(f"'{path}': sample_rate={sample_rate!r} must be an integer >= 1 (Hz)")
+    absent = [i for i in range(n_bands) if i not in pkg]
+    if absent:
+        raise CheckpointError(f"'{path}': n_bands={n_bands} but band(s) {absent} are missing from the checkpoint")
+    for i in range(n_bands):
+        band = pkg[i]
+        if not isinstance(band, dict):
+            raise CheckpointError(f"'{path}': band {i} must be a dict, got {type(band).__name__}")
+        lacking = [key for key in ("model_state", "processor_state", "cfg") if key not in band]
+        if lacking:
+            raise CheckpointError(f"'{path}': band {i} lacks {lacking}")
+        if not isinstance(band["cfg"], omegaconf.DictConfig):
+            raise CheckpointError(f"'{path}': band {i} 'cfg' must be an omegaconf DictConfig, got "
+                                  f"{type(band['cfg']).__name__}")
+
+
+def load_diffusion_models(file_or_url_or_id: tp.Union[Path, str], device: tp.Union[torch.device, str] = "cpu",
+                          filename: tp.Optional[str] = None, cache_dir: tp.Optional[str] = None
+                          ) -> tp.Tuple[tp.List["DiffusionUnet"], tp.List["SampleProcessor"],
+                                        tp.List[omegaconf.DictConfig]]:
+    """The diffusion U-Nets, sample processors and configs of every band of a MultiBandDiffusion checkpoint
+    (e.g. ``('facebook/multiband-diffusion', filename='mbd_musicgen_32khz.th')``), strictly loaded, on ``device``.
+
+    The U-Nets are left in TRAINING mode, as Audiocraft leaves them (their transformer's dropout is part of
+    the official output). Every band is built and checked before anything is returned.
+
+    Raises:
+        FileNotFoundError: no such file / folder / hub entry.
+        CheckpointError: unsafe or unreadable file, missing bands or keys, a config the builders cannot use,
+            a state dict that does not match (all naming the file and the band).
+    """
+    from .diffusion_builders import get_diffusion_model, get_processor
+    pkg, path = _load_mbd_package(file_or_url_or_id, filename, cache_dir)
+    models: tp.List["DiffusionUnet"] = []
+    processors: tp.List["SampleProcessor"] = []
+    cfgs: tp.List[omegaconf.DictConfig] = []
+    for i in range(pkg["n_bands"]):
+        band = pkg[i]
+        cfg = band["cfg"]
+        try:
+            with torch.device("meta"):  # no weight init: every tensor comes from the checkpoint
+                model = get_diffusion_model(cfg)
+            processor = get_processor(cfg.processor, sample_rate=pkg["sample_rate"])
+        except _CONFIG_ERRORS as err:
+            raise CheckpointError(f"'{path}': cannot build band {i} from its config: {_describe(err)}") from err
+        load_state_dict_checked(model, band["model_state"], f"'{path}' (band {i} model_state)", assign=True)
+        load_state_dict_checked(processor, band["processor_state"], f"'{path}' (band {i} processor_state)",
+                                assign=False)
+        models.append(model.to(device))
+        processors.append(processor.to(device))
+        cfgs.append(cfg)
+    return models, processors, cfgs

@@ -17,11 +17,13 @@ from ..modules.conditioners import ConditioningAttributes
 from ..utils.cancel import CancelToken
 from ..utils.validation import ArgumentError, ArgumentTypeError, check_descriptions, check_number, check_waveform
 from .crossfade import apply_crossfades, preserved_random_state
+from .decoders import check_decoder, decode
 from .melody import MELODY_CONDITION, null_melody, tiled_melody
 from .windows import Window
 
 if tp.TYPE_CHECKING:
     from .genmodel import AudioAndTokens, BaseGenModel, GenerationOptions, SeedType
+    from .multibanddiffusion import MultiBandDiffusion
 
 Schedule = tp.List[tp.Tuple[float, tp.Any]]
 MelodySchedule = tp.List[tp.Tuple[float, tp.Optional[torch.Tensor]]]
@@ -161,7 +163,7 @@ def generate_long(model: "BaseGenModel", schedule: tp.Sequence[tp.Tuple[float, t
                   melody_schedule: tp.Optional[tp.Sequence[tp.Tuple[float, tp.Optional[torch.Tensor]]]] = None,
                   melody_sample_rate: tp.Optional[int] = None, progress: bool = False, return_tokens: bool = False,
                   seed: "SeedType" = None, cancel: tp.Optional[CancelToken] = None,
-                  crossfade: float = 0.0) -> "AudioAndTokens":
+                  crossfade: float = 0.0, decoder: tp.Optional["MultiBandDiffusion"] = None) -> "AudioAndTokens":
     """Long-form generation driven by a schedule of prompts.
 
     Args:
@@ -178,6 +180,8 @@ def generate_long(model: "BaseGenModel", schedule: tp.Sequence[tp.Tuple[float, t
             that continuation into the new one (raised cosine). The tokens are those of ``crossfade=0``; the
             audio differs from ``generate_audio(tokens)`` only inside the crossfades. The extra short
             generations are not counted in the progress.
+        decoder: None (the model's codec) or a :class:`~audiocraft.models.MultiBandDiffusion` that decodes the
+            tokens instead (the crossfades' continuations too); it draws from torch's global RNG.
     Returns:
         audio ``[B, C, T]`` (and tokens ``[B, K, F]``).
     """
@@ -188,6 +192,7 @@ def generate_long(model: "BaseGenModel", schedule: tp.Sequence[tp.Tuple[float, t
     melodies = _check_melodies(model, melody_schedule, melody_sample_rate)
     if duration is not None:
         check_number("duration", duration, minimum=0.0, strict_min=True)
+    decoder = check_decoder(model, decoder)
     first = entries[0][1]
     attributes, _ = model._prepare_tokens_and_attributes(list(first) if isinstance(first, (list, tuple))
                                                          else [first] * batch, None)
@@ -196,5 +201,6 @@ def generate_long(model: "BaseGenModel", schedule: tp.Sequence[tp.Tuple[float, t
     with model._threads():
         tokens = model._generate_tokens(attributes, None, progress, options,
                                         duration=None if duration is None else float(duration), on_window=hook)
-        audio = apply_crossfades(model, tokens, model.generate_audio(tokens), hook.crossfades)
+        audio = apply_crossfades(model, tokens, decode(model, tokens, decoder), hook.crossfades,
+                                 lambda codes: decode(model, codes, decoder))
     return (audio, tokens) if return_tokens else audio

@@ -20,10 +20,9 @@ from .. import backends
 from ..modules.conditioners import ConditioningAttributes
 from ..utils.validation import ArgumentError, ArgumentTypeError, check_bool, check_number
 from .encodec import CompressionModel
-from .genmodel import BaseGenModel, GenerationOptions, WindowHook
+from .genmodel import MAX_CFG_COEF, MAX_TEMPERATURE, MIN_TEMPERATURE, BaseGenModel, GenerationOptions, WindowHook
 from .lm_magnet import SPAN_ARRANGEMENTS, MagnetLMModel, check_decoding_steps
 from .loaders import load_compression_model, load_lm_model_magnet
-from .musicgen import MAX_CFG_COEF, MAX_TEMPERATURE, MIN_TEMPERATURE
 from .windows import Progress
 
 __all__ = ["MAGNeT"]

@@ -28,10 +28,16 @@ _DONE = object()
 def generate_stream(model: "BaseGenModel", descriptions: tp.List[tp.Optional[str]], *, chunk_seconds: float = 1.0,
                     prompt: tp.Optional[torch.Tensor] = None, prompt_sample_rate: tp.Optional[int] = None,
                     melody_wavs: tp.Optional["MelodyType"] = None, melody_sample_rate: tp.Optional[int] = None,
-                    progress: bool = False, seed: "SeedType" = None, cancel: tp.Optional[CancelToken] = None
-                    ) -> tp.Iterator[torch.Tensor]:
+                    progress: bool = False, seed: "SeedType" = None, cancel: tp.Optional[CancelToken] = None,
+                    decoder: tp.Any = None) -> tp.Iterator[torch.Tensor]:
     """:meth:`BaseGenModel.generate_stream`: check the inputs now, then stream (see the module docstring)."""
     check_number("chunk_seconds", chunk_seconds, minimum=0.0, strict_min=True)
+    if decoder is not None:
+        raise ArgumentError(
+            f"generate_stream decodes with the model's own codec (decoder=None), got decoder={type(decoder).__name__}:"
+            " MultiBandDiffusion diffuses and equalises a whole clip at once, so it cannot stream. Use "
+            "generate(..., return_tokens=True) then decoder.tokens_to_wav(tokens), or generate_long(..., "
+            "decoder=decoder).")
     prompt_tokens = None
     if prompt is not None:
         if prompt_sample_rate is None:

@@ -112,10 +112,15 @@ class MusicGenTrainer:
         resume_state = self._resume_state()
         meta, self.skipped_files = discover_audio(cfg.data, self.out_dir, env)  # fail fast, before loading models
         self._seed(cfg.seed + env.rank)
+        from ..models.builders import get_wrapped_compression_model
+        from ..models.genmodel import check_compatible
         from ..models.loaders import load_compression_model, load_lm_model
         try:
-            self.compression_model = load_compression_model(cfg.base, device=env.device)
             lm = tp.cast(LMModel, load_lm_model(cfg.base, device=env.device))
+            # A stereo base: the mono codec encodes each channel, codes interleaved as the LM expects.
+            self.compression_model = get_wrapped_compression_model(
+                load_compression_model(cfg.base, device=env.device), tp.cast(tp.Any, lm).cfg)
+            check_compatible(self.compression_model, lm)
         except (OSError, ValueError) as err:
             raise TrainError(f"Cannot load the base model {cfg.base!r}: {err}") from err
         self.compression_model.eval().requires_grad_(False)

@@ -7,6 +7,7 @@ match the model (missing / unexpected keys, wrong shapes).
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 import pickle
 import typing as tp
@@ -102,8 +103,26 @@ def _is_garbage(path: Path) -> bool:
     return head is not None and not (head == b"PK" or head[:1] == b"\x80")
 
 
-def safe_torch_load(path: tp.Union[str, Path]) -> tp.Any:
+def _global_name(obj: tp.Any) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', getattr(obj, '__name__', obj))}"
+
+
+def _allowing(allowed_globals: tp.Sequence[tp.Any]) -> tp.ContextManager[tp.Any]:
+    """Context in which ``torch.load(weights_only=True)`` also accepts ``allowed_globals`` (torch >= 2.5)."""
+    if not allowed_globals:
+        return contextlib.nullcontext()
+    safe_globals = getattr(torch.serialization, "safe_globals", None)
+    if safe_globals is None:
+        raise CheckpointError(f"loading this checkpoint safely needs torch >= 2.5 (torch.serialization."
+                              f"safe_globals), found torch {torch.__version__}")
+    return safe_globals(list(allowed_globals))
+
+
+def safe_torch_load(path: tp.Union[str, Path], allowed_globals: tp.Sequence[tp.Any] = ()) -> tp.Any:
     """Load ``path`` with ``torch.load(..., map_location='cpu', weights_only=True)``.
+
+    ``allowed_globals``: classes (data containers only, e.g. omegaconf's config nodes) that this file may also
+    hold, allowed for this load only (``torch.serialization.safe_globals``); anything else is still refused.
 
     Raises:
         FileNotFoundError: no such file.
@@ -113,16 +132,21 @@ def safe_torch_load(path: tp.Union[str, Path]) -> tp.Any:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: '{path}'")
+    allowing = _allowing(allowed_globals)
     try:
         # zip archives (torch >= 1.6) are memory-mapped: tensors are read from the page cache as they are used,
         # without a copy; legacy files are read whole
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=_head(path) == b"PK")
+        with allowing:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=_head(path) == b"PK")
     except pickle.UnpicklingError as err:
         if "weights only load failed" in str(err).lower() and not _is_garbage(path):
+            extra = "".join(f", {_global_name(g)}" for g in allowed_globals
+                            if getattr(g, "__module__", "") not in ("builtins", "typing", "collections"))
             raise CheckpointError(
                 f"refused to load '{path}': it contains Python objects that torch.load(weights_only=True) does "
                 f"not allow, which could run code when unpickled ({_detail(err)}). Only tensors and plain "
-                "containers are accepted; re-export the checkpoint or use a file from a trusted source.") from err
+                f"containers{extra} are accepted; re-export the checkpoint or use a file from a trusted "
+                "source.") from err
         raise CheckpointError(f"could not read '{path}': the file is truncated, corrupted or not a torch "
                               f"checkpoint ({_detail(err)})") from err
     except PermissionError:

@@ -5,6 +5,8 @@ import typing as tp
 
 import torch
 
+from audiocraft.models import MultiBandDiffusion
+
 
 class FakeMusicGen:
     """Generates a 440 Hz sine of the requested duration; ``calls`` records (method, texts, melodies)."""
@@ -21,6 +23,7 @@ class FakeMusicGen:
         if melody:
             conditioners["self_wav"] = object()
         self.lm = types.SimpleNamespace(condition_provider=types.SimpleNamespace(conditioners=conditioners))
+        self.compression_model = types.SimpleNamespace(num_codebooks=4, cardinality=2048)
         self.params: tp.Dict[str, tp.Any] = {}
         self.callback: tp.Optional[tp.Callable[[int, int], tp.Any]] = None
         self.calls: tp.List[tp.Tuple[str, tp.Any, tp.Any]] = []
@@ -48,22 +51,27 @@ class FakeMusicGen:
         t = torch.arange(start_frame * per_frame, (start_frame + frames) * per_frame) / self.sample_rate
         return (0.5 * torch.sin(2 * math.pi * 440 * t)).expand(batch, 1, -1).clone()
 
-    def _audio(self, batch: int, cancel: tp.Any = None) -> torch.Tensor:
+    def _audio(self, batch: int, cancel: tp.Any = None, return_tokens: bool = False) -> tp.Any:
+        """The sine; with ``return_tokens`` also tokens ``[B, 4, frames]`` (frame i holds the code i % 2048)."""
         steps = 0
         for steps in self._frames(cancel):
             pass
-        return self._sine(batch, 0, steps)
+        audio = self._sine(batch, 0, steps)
+        if not return_tokens:
+            return audio
+        return audio, (torch.arange(steps) % 2048).expand(batch, 4, -1).clone()
 
-    def generate(self, descriptions: tp.List[tp.Optional[str]], cancel: tp.Any = None) -> torch.Tensor:
+    def generate(self, descriptions: tp.List[tp.Optional[str]], cancel: tp.Any = None,
+                 return_tokens: bool = False) -> tp.Any:
         self.calls.append(("generate", list(descriptions), None))
-        return self._audio(len(descriptions), cancel)
+        return self._audio(len(descriptions), cancel, return_tokens)
 
     def generate_with_chroma(self, descriptions: tp.List[tp.Optional[str]], melody_wavs: tp.Any,
-                             melody_sample_rate: int, cancel: tp.Any = None) -> torch.Tensor:
+                             melody_sample_rate: int, cancel: tp.Any = None, return_tokens: bool = False) -> tp.Any:
         if "self_wav" not in self.lm.condition_provider.conditioners:
             raise ValueError("no melody conditioner")
         self.calls.append(("generate_with_chroma", list(descriptions), (melody_wavs, melody_sample_rate)))
-        return self._audio(len(descriptions), cancel)
+        return self._audio(len(descriptions), cancel, return_tokens)
 
     def generate_stream(self, descriptions: tp.List[tp.Optional[str]], *, chunk_seconds: float = 1.0,
                         melody_wavs: tp.Any = None, melody_sample_rate: tp.Optional[int] = None,
@@ -96,3 +104,23 @@ def fake_loader(loaded: tp.Optional[tp.List[str]] = None) -> tp.Callable[[str], 
             loaded.append(name)
         return FakeMusicGen(name)
     return load
+
+
+class FakeDiffusion(MultiBandDiffusion):
+    """A stand-in for MultiBandDiffusion: decodes tokens ``[B, K, F]`` into a 220 Hz sine of ``F`` frames, and
+    records each call's tokens in ``calls``."""
+
+    def __init__(self, sample_rate: int = 32000) -> None:  # no diffusion models, no codec weights
+        self.codec_model = types.SimpleNamespace(sample_rate=sample_rate, num_codebooks=4, cardinality=2048,
+                                                 frame_rate=50)
+        self.device = torch.device("cpu")
+        self.calls: tp.List[torch.Tensor] = []
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.codec_model.sample_rate)
+
+    def tokens_to_wav(self, tokens: torch.Tensor, n_bands: int = 32) -> torch.Tensor:
+        self.calls.append(tokens)
+        t = torch.arange(tokens.shape[-1] * 640) / 32000
+        return (0.25 * torch.sin(2 * math.pi * 220 * t)).expand(tokens.shape[0], 1, -1).clone()

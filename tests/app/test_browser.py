@@ -248,12 +248,17 @@ def test_app_streams_while_generating_and_stops(page, servers, tmp_path):
 
 
 def test_app_api_with_and_without_streaming(servers):
-    """gradio_client users: /predict returns (live stream, complete WAV, picture) either way; /stop answers."""
+    """gradio_client users: /predict returns (live stream, complete WAV, picture, MultiBand Diffusion WAV or None)
+    either way; /stop answers."""
     gradio_client = pytest.importorskip("gradio_client")
     client = gradio_client.Client(servers["app"].url, verbose=False)
     for stream in (False, True):
-        _live, path, picture = client.predict("facebook/musicgen-small", "lofi", None, 1, 250, 0, 1, 3, stream,
-                                              api_name="/predict")
+        _live, path, picture, diffusion = client.predict("facebook/musicgen-small", "lofi", None, 1, 250, 0, 1, 3,
+                                                         stream, api_name="/predict")
         info = audio_info(path)
-        assert (info.duration, info.sample_rate) == (1.0, 32000) and Path(picture).is_file()
+        assert (info.duration, info.sample_rate) == (1.0, 32000) and Path(picture).is_file() and diffusion is None
+    # The MultiBand Diffusion decoder (the tiny offline checkpoint): both takes.
+    _live, path, _picture, diffusion = client.predict("facebook/musicgen-small", "lofi", None, 1, 250, 0, 1, 3, True,
+                                                      "MultiBand_Diffusion", api_name="/predict")
+    assert audio_info(path).duration == audio_info(diffusion).duration == 1.0
     assert client.predict(api_name="/stop") in ((), None)

@@ -54,3 +54,19 @@ def test_waveform_image_draws_loud_half_and_silent_half():
     assert pixels[150, 42] == orange  # plot height 86 -> middle row 42
     with pytest.raises(ValueError, match="at least 16 x 32 pixels"):
         waveform_image(wav, 1000, width=8, height=100)
+
+
+def test_waveform_image_of_stereo_has_a_lane_per_channel():
+    pytest.importorskip("PIL", reason="Pillow (installed with the 'app' extra's gradio) is not installed")
+    wav = torch.zeros(2, 2000)
+    wav[0, 0::2], wav[0, 1::2] = 0.9, -0.9  # left loud everywhere, right silent
+    image = waveform_image(wav, 1000, width=200, height=100)
+    pixels = image.load()
+    orange, white = (249, 115, 22), (255, 255, 255)
+    # plot height 86: lanes of 43 rows; left lane middle row 21, right lane middle row 43 + 21 = 64
+    assert pixels[100, 5] == orange and pixels[100, 37] == orange  # the left lane is filled
+    assert pixels[100, 50] == white and pixels[100, 80] == white  # the right lane is silent ...
+    assert pixels[100, 64] == orange  # ... but for its middle line
+    # a mono picture of the same left channel fills the whole plot height instead
+    mono = waveform_image(wav[:1], 1000, width=200, height=100).load()
+    assert mono[100, 10] == orange and mono[100, 75] == orange

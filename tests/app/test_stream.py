@@ -197,9 +197,10 @@ def test_generate_streams_aac_then_the_file(tmp_path):
     outputs = list(generate(*ARGS, True))
     live = [o[0] for o in outputs]
     assert all(isinstance(data, bytes) for data in live)  # never gr.skip(): gradio must see the stream start
-    assert all(_is_skip(o[1]) and _is_skip(o[2]) for o in outputs[:-1])
+    assert all(_is_skip(o[1]) and _is_skip(o[2]) and _is_skip(o[3]) for o in outputs[:-1])
     assert sum(adts_duration(data) for data in live) == pytest.approx(2.0 + 1024 / 32000, abs=0.04)
-    path, picture = outputs[-1][1:]
+    path, picture, diffusion = outputs[-1][1:]
+    assert diffusion is None  # the default decoder: no MultiBand Diffusion take
     assert audio_info(path).duration == 2.0 and picture.size == (800, 200)
     # Streaming off: one step, the live player untouched.
     (single,) = list(generate(*ARGS, False))
@@ -234,7 +235,7 @@ def test_stop_before_any_audio_gives_no_file(tmp_path):
     model.set_custom_progress_callback = lambda callback: setattr(
         model, "callback", None if callback is None else (lambda d, t: running.stop("me")))
     outputs = list(generate(SMALL, "lofi", None, 60, 250, 0.0, 1.0, 3.0, False, request=me))
-    assert outputs[-1][1:] == (None, None)
+    assert outputs[-1][1:] == (None, None, None)
 
 
 def test_page_has_stop_and_live_player(tmp_path):

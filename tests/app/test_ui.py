@@ -27,7 +27,8 @@ def cache():
 
 def test_predict_returns_file_and_picture(cache, tmp_path):
     predict = make_predict(cache, OutputFolder(tmp_path), MODELS)
-    path, picture = predict("facebook/musicgen-small", "lofi", None, 2, 250, 0.0, 1.0, 3.0)
+    path, picture, diffusion = predict("facebook/musicgen-small", "lofi", None, 2, 250, 0.0, 1.0, 3.0)
+    assert diffusion is None  # the default decoder
     info = audio_info(path)
     assert (info.sample_rate, info.channels, info.duration) == (32000, 1, 2.0)
     assert picture.size == (800, 200)
@@ -166,7 +167,7 @@ def test_a_mistake_leaves_the_previous_take_in_place(cache, tmp_path, caplog):
     ids = {fn.api_name: key for key, fn in demo.fns.items()}
     assert fns["check"].outputs == []
     assert fns["predict"].trigger_after == ids["check"] and fns["predict"].trigger_only_on_success
-    assert [o.elem_id for o in fns["predict"].outputs] == ["live_audio", "output_audio", "waveform"]
+    assert [o.elem_id for o in fns["predict"].outputs] == ["live_audio", "output_audio", "waveform", "diffusion_audio"]
     check = make_check(MODELS)
     check("facebook/musicgen-small", "lofi", None, 2, 250, 0.0, 1.0, 3.0)
     with caplog.at_level("INFO", logger="audiocraft"):

@@ -61,6 +61,11 @@ def ours_small():
     return MusicGen.get_pretrained("facebook/musicgen-small")
 
 
+def _as_lists(info: dict) -> dict:
+    """``output_loading_info`` with lists (transformers 4.x) or sets (5.x) -> lists."""
+    return {key: sorted(value) for key, value in info.items()}
+
+
 def _hf_greedy(model, text: str, frames: int, **kwargs):
     """transformers greedy generation -> (codes [1, K, frames], audio [1, 1, T]); the codes are caught where
     transformers hands them to its EnCodec (after undoing the delay pattern)."""
@@ -96,7 +101,7 @@ def _reverted(logits: torch.Tensor, T: int) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------- to transformers
 def test_small_loads_in_transformers_with_every_weight(small_hf, small_model):
     model, info = small_model
-    assert info == {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": [], "error_msgs": []}
+    assert _as_lists(info) == {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": [], "error_msgs": []}
     assert isinstance(model, transformers.MusicgenForConditionalGeneration)
     dec, audio = model.config.decoder, model.config.audio_encoder
     assert (dec.hidden_size, dec.num_attention_heads, dec.num_hidden_layers, dec.ffn_dim) == (64, 2, 2, 256)
@@ -107,9 +112,11 @@ def test_small_loads_in_transformers_with_every_weight(small_hf, small_model):
     assert model.config.text_encoder._name_or_path == "t5-base"
     generation = model.generation_config
     assert (generation.decoder_start_token_id, generation.guidance_scale, generation.max_length) == (2048, 3.0, 1500)
-    expected_files = {"config.json", "generation_config.json", "model.safetensors", "preprocessor_config.json",
-                      "spiece.model", "tokenizer_config.json", "special_tokens_map.json"}
-    assert expected_files <= {p.name for p in small_hf.iterdir()}
+    files = {p.name for p in small_hf.iterdir()}
+    assert {"config.json", "generation_config.json", "model.safetensors", "tokenizer_config.json"} <= files
+    # The tokenizer and processor files are those of the installed transformers' save_pretrained:
+    # 4.x: spiece.model + preprocessor_config.json; 5.x: tokenizer.json + processor_config.json.
+    assert files & {"spiece.model", "tokenizer.json"} and files & {"preprocessor_config.json", "processor_config.json"}
     assert not [p for p in small_hf.parent.iterdir() if p.name.endswith(".tmp")]
 
 
@@ -169,7 +176,7 @@ def test_small_greedy_generation_matches_ours(small_model, ours_small):
 
 def test_melody_loads_in_transformers_with_every_weight(melody_hf, melody_model):
     model, info = melody_model
-    assert info == {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": [], "error_msgs": []}
+    assert _as_lists(info) == {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": [], "error_msgs": []}
     assert isinstance(model, transformers.MusicgenMelodyForConditionalGeneration)
     assert (model.config.num_chroma, model.config.chroma_length) == (12, 235)
     tokenizer = transformers.AutoTokenizer.from_pretrained(melody_hf)
@@ -270,6 +277,27 @@ def _assert_same_packages(out, repo: str, dtype=None) -> None:
             if dtype is not None and filename == "state_dict.bin":
                 tensor = tensor.to(dtype)
             assert back[key].dtype == tensor.dtype and torch.equal(back[key], tensor), key
+
+
+def test_folders_saved_by_transformers_convert_back_exactly(small_hf, melody_hf, tmp_path):
+    """What the installed transformers' own save_pretrained writes (its weight names, its processor files)."""
+    import json
+    cls = transformers.MusicgenForConditionalGeneration
+    saved = tmp_path / "saved-small"
+    cls.from_pretrained(small_hf).save_pretrained(saved)
+    transformers.AutoProcessor.from_pretrained(small_hf).save_pretrained(saved)
+    _assert_same_packages(from_transformers(saved, tmp_path / "back-small"), "facebook/musicgen-small")
+    saved = tmp_path / "saved-melody"
+    transformers.MusicgenMelodyForConditionalGeneration.from_pretrained(melody_hf).save_pretrained(saved)
+    # transformers 5.x nests the feature extractor's settings in processor_config.json: they are read there too.
+    settings = json.loads((melody_hf / "preprocessor_config.json").read_text())
+    (saved / "preprocessor_config.json").unlink(missing_ok=True)
+    (saved / "processor_config.json").write_text(json.dumps({"feature_extractor": settings}))
+    _assert_same_packages(from_transformers(saved, tmp_path / "back-melody"), "facebook/musicgen-melody")
+    settings["n_fft"] = 2 ** 13  # read: a hop of 2048 gives 469 chroma frames for 30 s, not the model's 235
+    (saved / "processor_config.json").write_text(json.dumps({"feature_extractor": settings}))
+    with pytest.raises(ConversionError, match="chroma_length=235 does not match 30.0 s of audio .469 chroma frames"):
+        from_transformers(saved, tmp_path / "back-melody-2")
 
 
 def test_legacy_weight_norm_names_and_sharded_files_are_read(small_hf, tmp_path):
@@ -436,9 +464,10 @@ def test_cli_unsupported_transformers_model(capsys, tmp_path, small_hf):
     folder = tmp_path / "stereo"
     folder.mkdir()
     config = json.loads((small_hf / "config.json").read_text())
-    config["decoder"].update(audio_channels=2, num_codebooks=8)
+    config["decoder"].update(audio_channels=2, num_codebooks=7)
     (folder / "config.json").write_text(json.dumps(config))
-    _one_line_error(capsys, "decoder.audio_channels=2 cannot be expressed in Audiocraft's MusicGen (needs 1)",
+    _one_line_error(capsys, "decoder.audio_channels=2 with num_codebooks=7 cannot be expressed in Audiocraft's "
+                    "MusicGen (1, or 2 with an even number of codebooks)",
                     "from-transformers", str(folder), str(tmp_path / "out"))
     config["decoder"].update(audio_channels=1, num_codebooks=4)
     config["text_encoder"]["_name_or_path"] = "my-own-t5"
@@ -481,3 +510,16 @@ def test_cli_usage_errors_exit_2(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["to-transformers", "only-one-argument"])
     assert exc.value.code == 2
+
+
+def test_transformers_older_than_the_minimum_is_refused(monkeypatch, small_hf, tmp_path):
+    """transformers before 4.52 keeps other MusicGen / EnCodec state dicts: the conversion says what to install."""
+    from audiocraft.convert import conversion
+    monkeypatch.setattr(conversion, "_transformers_version", lambda: "4.51.3")
+    message = (r"converting to / from transformers needs transformers >= 4\.52, installed: 4\.51\.3 "
+               r"\(pip install -U 'transformers>=4\.52'\)")
+    with pytest.raises(ConversionError, match=message):
+        to_transformers("facebook/musicgen-small", tmp_path / "hf")
+    with pytest.raises(ConversionError, match=message):
+        from_transformers(small_hf, tmp_path / "back")
+    assert not (tmp_path / "hf").exists() and not (tmp_path / "back").exists()

@@ -18,6 +18,7 @@ from audiocraft.models.loaders import (
     _delete_param, _get_state_dict, get_audiocraft_cache_dir, load_compression_model, load_compression_model_ckpt,
     load_lm_model, load_lm_model_ckpt,
 )
+from audiocraft.utils import hub
 from audiocraft.utils.checkpoint_io import CheckpointError
 
 REFERENCE_DIR = os.path.join(os.path.dirname(__file__), "..", "reference")
@@ -328,14 +329,14 @@ def unreachable_hub(monkeypatch):
         port = sock.getsockname()[1]
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
-    monkeypatch.setattr(loaders, "_HUB_REACHABLE", {})
+    monkeypatch.setattr(hub, "_HUB_REACHABLE", {})
     probes = []
-    real_probe = loaders._probe
+    real_probe = hub._probe
 
     def counting_probe(url, timeout):
         probes.append(url)
         return real_probe(url, timeout)
-    monkeypatch.setattr(loaders, "_probe", counting_probe)
+    monkeypatch.setattr(hub, "_probe", counting_probe)
     return probes
 
 
@@ -359,7 +360,7 @@ def test_reachable_hub_probe_counts_any_answer(monkeypatch):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        assert loaders._probe(f"http://127.0.0.1:{server.server_address[1]}", 3.0)
+        assert hub._probe(f"http://127.0.0.1:{server.server_address[1]}", 3.0)
     finally:
         server.shutdown()
         server.server_close()

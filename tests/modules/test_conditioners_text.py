@@ -126,6 +126,23 @@ def test_t5_bad_arguments(t5_conditioner):
 
 
 # ------------------------------------------------------------------------------------------------ LUT
+def test_t5_tokenizer_names_the_missing_sentencepiece_packages(hf_cache_dir):
+    """Without sentencepiece and protobuf, T5's tokenizer cannot be read (transformers 5.x then reports a missing
+    tiktoken): the error names the packages to install. Run in a fresh process, where the imports are blocked."""
+    import os
+    import subprocess
+    import sys
+    code = ("import sys\n"
+            "sys.modules['sentencepiece'] = sys.modules['google.protobuf'] = None\n"
+            "from audiocraft.modules.conditioners import T5Conditioner\n"
+            "T5Conditioner('t5-base', output_dim=64, finetune=False, device='cpu')\n")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HUB_CACHE=str(hf_cache_dir))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode != 0
+    assert "ImportError: cannot load the tokenizer of 't5-base': T5's SentencePiece tokenizer needs sentencepiece " \
+           "protobuf (pip install sentencepiece protobuf)" in result.stderr, result.stderr[-2000:]
+
+
 def test_whitespace_tokenizer():
     tokenizer = WhiteSpaceTokenizer(n_bins=50, pad_idx=0)
     tokens, mask = tokenizer(["The drums, and bass!", None, "Piano"])

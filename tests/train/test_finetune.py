@@ -184,3 +184,36 @@ def test_melody_model_trains_on_its_own_segments(music_folder: Path, codes_cache
     with pytest.warns(UserWarning, match="demucs is not installed"):
         out = model.generate_with_chroma(["calm piano melody"], wav[:1], 32000)
     assert out.shape == (1, 1, 6400)
+
+
+def test_stereo_model_finetunes_on_stereo_files(codes_cache: Path, tmp_path: Path) -> None:
+    """A stereo base reads the files in stereo, encodes each channel with the mono codec (codes interleaved as its
+    LM predicts them), trains, and exports a folder that generates stereo."""
+    from audiocraft.models.loaders import load_compression_model
+    from .synth import notes, write_wav
+
+    folder = tmp_path / "stereo_music"
+    for i in range(2):
+        left = notes(1.0, 32000, [50 + 3 * i, 55, 59, 62], seed=i)[0]
+        right = notes(1.0, 32000, [62 + 3 * i, 57, 53, 50], seed=10 + i)[0]
+        write_wav(folder / f"track{i}.wav", np.stack([left, right]), 32000)
+        (folder / f"track{i}.txt").write_text("wide stereo pads\n")
+    write_wav(folder / "mono.wav", notes(1.0, 32000, [60, 64, 67, 72], seed=5), 32000)  # played on both sides
+    (folder / "mono.txt").write_text("centred piano\n")
+    cfg = _cfg(folder, codes_cache, tmp_path / "stereo", base="facebook/musicgen-stereo-small", steps=3,
+               batch_size=3)
+    trainer = MusicGenTrainer(cfg)
+    assert trainer.compression_model.channels == 2 and trainer.compression_model.num_codebooks == 8
+    wav, infos = next(trainer._batches())[0]
+    assert wav.shape[:2] == (3, 2)
+    with torch.no_grad():
+        codes, _ = trainer.compression_model.encode(wav)
+        left = load_compression_model("facebook/musicgen-stereo-small").encode(wav[:, :1])[0]
+    assert codes.shape[1] == 8 and torch.equal(codes[:, 0::2], left)
+    result = trainer.train()
+    assert result.step == 3 and all(np.isfinite(result.losses))
+    model = _musicgen().get_pretrained(str(tmp_path / "stereo"), device="cpu")
+    base = _musicgen().get_pretrained("facebook/musicgen-stereo-small", device="cpu")
+    assert not torch.equal(model.lm.state_dict()["linears.1.weight"], base.lm.state_dict()["linears.1.weight"])
+    model.set_generation_params(duration=0.2, use_sampling=False)
+    assert model.generate(["wide stereo pads"]).shape == (1, 2, 6400)

@@ -10,12 +10,42 @@ import warnings
 import torch
 from torch import nn
 
+from ...utils.hub import hub_reachable
 from ...utils.validation import ArgumentError, check_descriptions
 from .attributes import ConditionType
 from .base import TextConditioner
 from .tokenizers import NounsTokenizer, Tokenizer, WhiteSpaceTokenizer
 
 logger = logging.getLogger(__name__)
+
+
+def _load_t5_tokenizer(tokenizer_cls: tp.Any, name: str, **kwargs: tp.Any) -> tp.Any:
+    """``tokenizer_cls.from_pretrained(name, **kwargs)``, naming the missing package when it fails for want of one.
+
+    T5 repositories hold a SentencePiece model (``spiece.model``). transformers 4.x reads it with sentencepiece;
+    5.x converts it to its ``tokenizers`` form with sentencepiece and protobuf and, when either is missing, tries
+    a tiktoken reader instead, which fails with a message about tiktoken, not about the real cause."""
+    try:
+        return tokenizer_cls.from_pretrained(name, **kwargs)
+    except (ImportError, ValueError, OSError) as err:
+        missing = _missing_sentencepiece_packages()
+        if not missing:
+            raise
+        packages = " ".join(missing)
+        raise ImportError(f"cannot load the tokenizer of {name!r}: T5's SentencePiece tokenizer needs {packages} "
+                          f"(pip install {packages}); transformers said: {err}") from err
+
+
+def _missing_sentencepiece_packages() -> tp.List[str]:
+    """Which of the packages reading ``spiece.model`` (sentencepiece, protobuf) cannot be imported."""
+    import importlib
+    missing = []
+    for package, module in (("sentencepiece", "sentencepiece"), ("protobuf", "google.protobuf")):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(package)
+    return missing
 
 
 class LUTConditioner(TextConditioner):
@@ -124,9 +154,8 @@ class T5Conditioner(TextConditioner):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                from ...models.loaders import hub_reachable  # an unreachable hub: the cache, without retries
-                local = not os.path.isdir(name) and not hub_reachable()
-                self.t5_tokenizer = T5Tokenizer.from_pretrained(name, local_files_only=local)
+                local = not os.path.isdir(name) and not hub_reachable()  # unreachable: the cache, no retries
+                self.t5_tokenizer = _load_t5_tokenizer(T5Tokenizer, name, local_files_only=local)
                 t5 = T5EncoderModel.from_pretrained(name, local_files_only=local).train(mode=finetune)
         finally:
             logging.disable(previous)
