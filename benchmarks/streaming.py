@@ -4,9 +4,12 @@ The model is the one of ``benchmarks/generate.py`` (musicgen-small sizes, random
 written to a temporary folder, or reused with ``--fixtures``). Workload: one text prompt, classifier-free guidance
 (coef 3), top-k 250 sampling with a fixed seed, 10 s of audio, batch 1. Time to first audio is when the caller
 holds playable audio: the first chunk of ``generate_stream(chunk_seconds=...)``, or the return of ``generate``.
-The two alternate, median of ``--reps``.
+The two alternate, median of ``--reps``. ``--precisions`` runs each weight format in turn (``fp32``,
+``bf16``: ``get_pretrained(dtype=torch.bfloat16)``, ``int8``: ``get_pretrained(quantize='int8')``). The real-time
+factor is the wall time over the seconds of audio (below 1: generated faster than it plays).
 
-    python benchmarks/streaming.py [--seconds 10] [--chunk-seconds 1] [--reps 3] [--fixtures DIR]
+    python benchmarks/streaming.py [--seconds 10] [--chunk-seconds 1] [--reps 3] [--precisions fp32,bf16,int8]
+                                   [--fixtures DIR]
 """
 from __future__ import annotations
 
@@ -46,20 +49,14 @@ def _stream(model: tp.Any, seed: int, chunk_seconds: float) -> tp.Dict[str, floa
             "first_chunk_s": first_chunk_s}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=10.0, help="audio to generate (default 10)")
-    parser.add_argument("--chunk-seconds", type=float, default=1.0, help="generate_stream chunk size (default 1)")
-    parser.add_argument("--reps", type=int, default=3, help="repetitions (median)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: cores)")
-    parser.add_argument("--fixtures", type=Path, default=None, help="reuse / keep the model folders here")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    fixtures, tmp = bench.prepare_fixtures(args.fixtures)
+OPTIONS: tp.Dict[str, tp.Dict[str, tp.Any]] = {
+    "fp32": {}, "bf16": {"dtype": torch.bfloat16}, "int8": {"quantize": "int8"}}
+
+
+def _measure(folder: Path, precision: str, args: argparse.Namespace) -> tp.Dict[str, tp.List[tp.Dict[str, float]]]:
     from audiocraft.models import MusicGen
 
-    print(bench.describe_machine(), flush=True)
-    model = MusicGen.get_pretrained(str(fixtures / "ours"), device="cpu")
+    model = MusicGen.get_pretrained(str(folder), device="cpu", **OPTIONS[precision])
     model.set_generation_params(duration=args.seconds, top_k=250, cfg_coef=3.0)
     model.generate([bench.PROMPT], seed=0)  # warm-up (kernels, allocator)
     rows: tp.Dict[str, tp.List[tp.Dict[str, float]]] = {"generate": [], "generate_stream": []}
@@ -68,25 +65,44 @@ def main() -> None:
         for name in order:
             row = _plain(model, rep) if name == "generate" else _stream(model, rep, args.chunk_seconds)
             rows[name].append(row)
-            print(f"  {name:16s} rep {rep}: first audio after {row['first_s']:.2f} s, done after "
+            print(f"  {precision} {name:16s} rep {rep}: first audio after {row['first_s']:.2f} s, done after "
                   f"{row['total_s']:.2f} s", flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=10.0, help="audio to generate (default 10)")
+    parser.add_argument("--chunk-seconds", type=float, default=1.0, help="generate_stream chunk size (default 1)")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions (median)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: cores)")
+    parser.add_argument("--fixtures", type=Path, default=None, help="reuse / keep the model folders here")
+    parser.add_argument("--precisions", default="fp32,bf16,int8", help="comma-separated: fp32, bf16, int8")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    fixtures, tmp = bench.prepare_fixtures(args.fixtures)
+    print(bench.describe_machine(), flush=True)
+    results = {precision: _measure(fixtures / "ours", precision, args) for precision in args.precisions.split(",")}
     if tmp is not None:
         tmp.cleanup()
 
-    def median(name: str, key: str) -> float:
-        return statistics.median(r[key] for r in rows[name])
+    def median(rows: tp.List[tp.Dict[str, float]], key: str) -> float:
+        return statistics.median(r[key] for r in rows)
 
     print()
-    print(f"{args.seconds:g} s of audio, batch 1, fp32, chunk_seconds {args.chunk_seconds:g}, "
+    print(f"{args.seconds:g} s of audio, batch 1, chunk_seconds {args.chunk_seconds:g}, "
           f"{torch.get_num_threads()} threads, medians of {max(1, args.reps)}")
-    print("| API | time to first audio (s) | total (s) | real-time factor |")
-    print("|---|---|---|---|")
-    for name in rows:
-        total = median(name, "total_s")
-        print(f"| `{name}` | {median(name, 'first_s'):.2f} | {total:.2f} | {median(name, 'audio_s') / total:.2f} |")
-    print(f"time_to_first_audio: {median('generate_stream', 'first_s'):.2f} s (generate_stream), "
-          f"{median('generate', 'first_s'):.2f} s (generate); first chunk holds "
-          f"{median('generate_stream', 'first_chunk_s'):.2f} s of audio")
+    print("| precision | API | time to first audio (s) | total (s) | real-time factor |")
+    print("|---|---|---|---|---|")
+    for precision, rows in results.items():
+        for name, runs in rows.items():
+            total = median(runs, "total_s")
+            print(f"| {precision} | `{name}` | {median(runs, 'first_s'):.2f} | {total:.2f} | "
+                  f"{total / median(runs, 'audio_s'):.2f} |")
+    for precision, rows in results.items():
+        print(f"time_to_first_audio[{precision}]: {median(rows['generate_stream'], 'first_s'):.2f} s "
+              f"(generate_stream), {median(rows['generate'], 'first_s'):.2f} s (generate); first chunk holds "
+              f"{median(rows['generate_stream'], 'first_chunk_s'):.2f} s of audio")
 
 
 if __name__ == "__main__":
