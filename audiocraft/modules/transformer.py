@@ -129,9 +129,12 @@ WeightPieces = tp.Dict[str, tp.Tuple[str, int, int]]
 
 def linear_activation(linear: nn.Module, x: torch.Tensor,
                       activation: tp.Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """``activation(linear(x))``; a linear module that can fuse its activation (``forward_activation``) does."""
+    """``activation(linear(x))``; a linear module that can fuse its activation (``forward_activation``) does, unless
+    a forward hook expects the module's own call."""
     fused = getattr(linear, "forward_activation", None)
-    return activation(linear(x)) if fused is None else fused(x, activation)
+    if fused is None or linear._forward_hooks or linear._forward_pre_hooks:
+        return activation(linear(x))
+    return fused(x, activation)
 
 
 class StreamingMultiheadAttention(StreamingModule):

@@ -163,6 +163,7 @@ class _Plan:
         spec.scale1 = _gain(layer.layer_scale_1, E, keep)
         spec.scale2 = _gain(layer.layer_scale_2, E, keep)
         self.modules: tp.List[nn.Module] = [sa, sa.out_proj, layer.linear1, layer.linear2]
+        self.submodules = [m for m in layer.modules() if m is not layer]  # hooks: see _hooked
         self.dicts = [_linear(sa, "in_proj", sa.in_proj_bias, keep, spec.in_proj),
                       _linear(sa.out_proj, "weight", sa.out_proj.bias, keep, spec.out_proj),
                       _linear(layer.linear1, "weight", layer.linear1.bias, keep, spec.linear1),
@@ -188,6 +189,15 @@ class _Plan:
 
 
 _NO_PLAN = object()
+
+
+def _hooked(modules: tp.Sequence[nn.Module]) -> bool:
+    """Whether a forward hook or pre-hook (one of ``modules``' or a global one) expects a call that the native step
+    would skip: then the plain forward runs, module by module."""
+    from torch.nn.modules import module as torch_module
+    if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
 
 
 def _plan(layer: "FusedDecodingLayer") -> tp.Optional[_Plan]:
@@ -231,7 +241,7 @@ def _step(layer: "FusedDecodingLayer", x: torch.Tensor,
             return None
         ck, cv, S = cstate.keys, cstate.values, cstate.keys.shape[2]
     plan = _plan(layer)
-    if plan is None:
+    if plan is None or _hooked(plan.submodules):
         return None
     sa._reserve(state, 1, x)
     pos = state.length
@@ -259,6 +269,7 @@ class _StackPlan:
     def __init__(self, transformer: StreamingTransformer, plans: tp.List[_Plan]) -> None:
         self.layers = tuple(transformer.layers)
         self.plans = plans
+        self.submodules = [m for layer in self.layers for m in layer.modules()]  # hooks: see _hooked
         self.attentions = [(layer.self_attn, layer.cross_attention) for layer in self.layers]
         n = len(plans)
         self.specs = (_c_ptr * n)(*[plan.address for plan in plans])
@@ -351,7 +362,7 @@ def _stack_step(transformer: "FusedDecodingTransformer", x: torch.Tensor,
         return None
     tstate = transformer._streaming_state
     stack = _stack_plan(transformer)
-    if stack is None or tstate is None:
+    if stack is None or tstate is None or _hooked(stack.submodules):
         return None
     states = []
     for sa, ca in stack.attentions:

@@ -250,3 +250,23 @@ def test_activate_matches_torch():
     assert torch.equal(native_kernels.activate(x, "relu"), F.relu(x))
     with pytest.raises(ValueError, match="activation must be one of"):
         native_kernels.activate(x, "silu")
+
+
+def test_forward_hooks_see_every_layer_call():
+    """A hook on a layer or one of its modules sees each decoding step: the native step (which skips the modules'
+    calls) gives way to the plain forward while a hook is registered, with the same tokens."""
+    from audiocraft.models import MusicGen
+
+    model = MusicGen.get_pretrained("debug", device="cpu")
+    model.set_generation_params(duration=0.2, use_sampling=False)
+    ref = model.generate(["a song"], return_tokens=True)[1]
+    frames = ref.shape[-1]
+    for target in (model.lm.transformer.layers[1], model.lm.transformer.layers[0].linear1):
+        calls = []
+        handle = target.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[1]))
+        try:
+            tokens = model.generate(["a song"], return_tokens=True)[1]
+        finally:
+            handle.remove()
+        assert torch.equal(tokens, ref)
+        assert len(calls) >= frames  # one call per decoding step (a prompt pass may add one)
