@@ -7,9 +7,10 @@ The models are written to a temporary folder first (ours: the official exported 
 ``MusicGen.get_pretrained(folder)``; transformers: ``save_pretrained``, loaded with ``from_pretrained``), which
 also times loading. The tokenizer is the tiny T5 one of ``tests/reference/hf_cache``.
 
-``--stereo``: the stereo-small sizes instead (musicgen-stereo-small: the same decoder with 8 codebooks, the left and
-right channels' codes interleaved, delays [0, 0, 1, 1, 2, 2, 3, 3], the mono EnCodec run once per channel), beside
-transformers' stereo MusicGen (decoder ``audio_channels=2``).
+``--size medium``: the decoder of musicgen-medium (48 layers, dim 1536, 24 heads, FFN 6144; 1.5B parameters),
+the same T5 and EnCodec. ``--stereo``: the stereo sizes instead (musicgen-stereo-small: the same decoder with 8
+codebooks, the left and right channels' codes interleaved, delays [0, 0, 1, 1, 2, 2, 3, 3], the mono EnCodec run
+once per channel), beside transformers' stereo MusicGen (decoder ``audio_channels=2``).
 
 Workload: one text prompt of about 10 tokens, classifier-free guidance (coef 3), top-k 250 sampling with a fixed
 seed, 5 s of audio (250 frames, 253 decoding steps with the delay pattern), batch 1 and 4. Each implementation
@@ -17,6 +18,7 @@ seed, 5 s of audio (250 frames, 253 decoding steps with the delay pattern), batc
 repetitions between workers and reports medians.
 
     python benchmarks/generate.py [--quick] [--reps 3] [--threads N] [--precisions fp32,bf16,int8] [--stereo]
+                                  [--size small|medium]
 """
 from __future__ import annotations
 
@@ -53,15 +55,22 @@ T5_COMMIT = "0" * 40
 
 
 # ---------------------------------------------------------------------------------------------- fixtures
-def configure(stereo: bool) -> None:
-    """Switch the module to the stereo-small sizes (8 interleaved codebooks, 2 channels) or back."""
-    global N_Q, STEREO
+SIZES = {"small": (1024, 24, 16, 4096), "medium": (1536, 48, 24, 6144)}  # dim, layers, heads, FFN
+SIZE = "small"
+
+
+def configure(stereo: bool, size: str = "small") -> None:
+    """Switch the module to the stereo sizes (8 interleaved codebooks, 2 channels) or back, and to the decoder
+    of musicgen-``size`` (``small``: 24 layers of 1024; ``medium``: 48 layers of 1536, 24 heads, FFN 6144)."""
+    global N_Q, STEREO, SIZE, DIM, LAYERS, HEADS, FFN
     N_Q, STEREO = (8, True) if stereo else (4, False)
+    SIZE = size
+    DIM, LAYERS, HEADS, FFN = SIZES[size]
 
 
 def _folder(root: Path, impl: str) -> Path:
     """Where the model of ``impl`` ('ours' / 'transformers') lives under the fixtures root."""
-    return root / (f"{impl}_stereo" if STEREO else impl)
+    return root / (impl + ("_stereo" if STEREO else "") + ("" if SIZE == "small" else f"_{SIZE}"))
 
 
 def _reference_package(filename: str, repo_name: str = "musicgen-small") -> tp.Dict[str, tp.Any]:
@@ -143,7 +152,8 @@ def _write_transformers(folder: Path) -> None:
 
 
 def write_fixtures(root: Path) -> None:
-    """``root/hf_cache`` (T5), ``root/ours``, ``root/transformers`` (``*_stereo`` with ``--stereo``)."""
+    """``root/hf_cache`` (T5), ``root/ours``, ``root/transformers`` (``*_stereo`` with ``--stereo``, ``*_medium``
+    with ``--size medium``)."""
     os.environ["HF_HUB_CACHE"] = str(root / "hf_cache")
     os.environ["HF_HUB_OFFLINE"] = "1"
     if not (root / "hf_cache").exists():
@@ -370,7 +380,7 @@ class Worker:
         self.name = f"{impl} {precision}"
         self.proc = subprocess.Popen([sys.executable, __file__, "--worker", impl, "--precision", precision,
                                       "--fixtures", str(fixtures), "--threads", str(threads)]
-                                     + (["--stereo"] if STEREO else []),
+                                     + (["--stereo"] if STEREO else []) + ["--size", SIZE],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.ready = self._read()
 
@@ -449,8 +459,10 @@ def main() -> None:
     parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
     parser.add_argument("--stereo", action="store_true",
                         help="stereo-small sizes (8 interleaved codebooks) beside transformers' stereo MusicGen")
+    parser.add_argument("--size", choices=sorted(SIZES), default="small",
+                        help="decoder sizes of musicgen-small (default) or musicgen-medium (1.5B)")
     args = parser.parse_args()
-    configure(args.stereo)
+    configure(args.stereo, args.size)
     if args.worker:
         worker(args.worker, args.precision, args.fixtures, args.threads)
         return
@@ -535,7 +547,7 @@ def print_table(results: tp.Dict[tp.Tuple[str, str, int], tp.List[tp.Dict[str, f
                 rows = results[(impl, precision, batch)]
                 total = _median(rows, "total_s")
                 load = loads[(impl, precision)]
-                label = f"{impl} stereo" if STEREO else impl
+                label = impl + (" stereo" if STEREO else "") + ("" if SIZE == "small" else f" {SIZE}")
                 print(f"| {label} | {precision} | {batch} | {_median(rows, 'text_ms'):.0f} | "
                       f"{_median(rows, 'step_ms'):.1f} | {floor:.1f} | {_median(rows, 'audio_ms'):.0f} | "
                       f"{total:.1f} | {total / seconds:.2f} | {load['load_peak']:.2f} / {load['peak']:.2f} |")

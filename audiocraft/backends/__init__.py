@@ -31,6 +31,9 @@ __all__ = ["ATTENTION_BACKENDS", "AttentionBackend", "XFormersAttention", "get_a
            "threads"]
 
 
+ModuleT = tp.TypeVar("ModuleT", bound=nn.Module)
+
+
 def _on_cpu(device: tp.Union[str, torch.device]) -> bool:
     return torch.device(device).type == "cpu"
 
@@ -123,7 +126,7 @@ class Preparation:
         """:func:`prepare` of the loaded LM (its memory-mapped checkpoint pages released once packed)."""
         return prepare(lm, dtype=self.dtype, quantize=self.quantize, pack=self.pack, release_sources=True)
 
-    def prepare_codec(self, model: nn.Module) -> nn.Module:
+    def prepare_codec(self, model: ModuleT) -> ModuleT:
         """:func:`prepare_codec` of the loaded compression model; returns it."""
         prepare_codec(model)
         return model

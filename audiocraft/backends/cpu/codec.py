@@ -456,7 +456,8 @@ class _Res(_Op):
         for dst, src in ((out[:, :p], pending[:, :p]), (out[:, p:], None if skip is None else skip[:, :m - p])):
             if dst.shape[1] == 0:
                 continue
-            assert src is not None and src.shape[1] == dst.shape[1], "shortcut rows missing"
+            if src is None or src.shape[1] != dst.shape[1]:  # an internal invariant of the plan, not user input
+                raise RuntimeError("Prepared SEANet decoder: a residual block's shortcut rows are missing.")
             if bias is None:
                 dst.copy_(src)
             else:
@@ -475,9 +476,8 @@ class _Res(_Op):
         last = self.convs[-1]
         m = last.out_len(tp.cast(_ConvState, states[last.slot]), h.shape[1])
         hidden = h
-        out = self._finish(state, skip, m, lambda o: last.step(states, hidden, hidden is not x, o))
-        assert out is not None
-        return out
+        return tp.cast(torch.Tensor, self._finish(state, skip, m,
+                                                  lambda o: last.step(states, hidden, hidden is not x, o)))
 
     def flush(self, states: States, x: tp.Optional[torch.Tensor]) -> tp.Optional[torch.Tensor]:
         state = tp.cast(_ResState, states[self.slot])

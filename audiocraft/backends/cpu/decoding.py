@@ -77,15 +77,16 @@ def _vector(t: tp.Optional[torch.Tensor], n: int, keep: tp.List[torch.Tensor]) -
     return t.data_ptr()
 
 
-def _norm(module: nn.Module, dim: int, keep: tp.List[torch.Tensor]) -> tp.Tuple[int, float, tp.Any, tp.Any]:
+def _norm(norm: nn.Module, dim: int, keep: tp.List[torch.Tensor]) -> tp.Tuple[int, float, tp.Any, tp.Any]:
     """(kind, eps, weight address, bias address) of a LayerNorm / RMSNorm over ``dim`` features."""
+    module: tp.Any = norm
     if type(module) is nn.LayerNorm and tuple(module.normalized_shape) == (dim,):
         return 0, float(module.eps), _vector(module.weight, dim, keep), _vector(module.bias, dim, keep)
     rms = getattr(nn, "RMSNorm", None)
     if rms is not None and type(module) is rms and tuple(module.normalized_shape) == (dim,) and \
             module.eps is not None:
         return 1, float(module.eps), _vector(module.weight, dim, keep), None
-    raise _Unsupported(f"norm {type(module).__name__}")
+    raise _Unsupported(f"norm {type(norm).__name__}")
 
 
 def _gain(module: nn.Module, dim: int, keep: tp.List[torch.Tensor]) -> tp.Optional[int]:
@@ -114,7 +115,7 @@ def _linear(module: nn.Module, piece: str, bias: tp.Optional[torch.Tensor], keep
     keep.append(weight.stored)
     if weight.scale is not None:
         keep.append(weight.scale)
-    return packed
+    return tp.cast(tp.Dict[str, tp.Any], packed)
 
 
 def _check_attention(attn: StreamingMultiheadAttention, cross: bool) -> None:
@@ -262,6 +263,7 @@ def _step(layer: "FusedDecodingLayer", x: torch.Tensor,
     state.length = pos + 1
     return y
 
+
 class _StackPlan:
     """The layers of a transformer as one native call: their plans, the array of their caches (rebound when a cache
     tensor changes) and the sinusoidal embedding of the positions seen so far."""
@@ -270,7 +272,8 @@ class _StackPlan:
         self.layers = tuple(transformer.layers)
         self.plans = plans
         self.submodules = [m for layer in self.layers for m in layer.modules()]  # hooks: see _hooked
-        self.attentions = [(layer.self_attn, layer.cross_attention) for layer in self.layers]
+        self.attentions: tp.List[tp.Tuple[tp.Any, tp.Any]] = [(layer.self_attn, layer.cross_attention)
+                                                              for layer in self.layers]
         n = len(plans)
         self.specs = (_c_ptr * n)(*[plan.address for plan in plans])
         self.caches = (_LayerCaches * n)()
@@ -364,7 +367,7 @@ def _stack_step(transformer: "FusedDecodingTransformer", x: torch.Tensor,
     stack = _stack_plan(transformer)
     if stack is None or tstate is None or _hooked(stack.submodules):
         return None
-    states = []
+    states: tp.List[tp.Any] = []
     for sa, ca in stack.attentions:
         states += (sa._streaming_state, None if ca is None else ca._streaming_state)
     if (source is not None) != stack.has_cross:
