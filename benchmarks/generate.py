@@ -143,7 +143,8 @@ def _write_transformers(folder: Path) -> None:
     decoder = MusicgenDecoderConfig(vocab_size=CARD, hidden_size=DIM, num_hidden_layers=LAYERS,
                                     num_attention_heads=HEADS, ffn_dim=FFN, num_codebooks=N_Q,
                                     activation_function="gelu", dropout=0.0, audio_channels=2 if STEREO else 1)
-    config = MusicgenConfig.from_sub_models_config(text, audio, decoder)
+    # sub-configs as dicts: the form transformers 4.x and 5.x (which removed from_sub_models_config) both accept
+    config = MusicgenConfig(text_encoder=text.to_dict(), audio_encoder=audio.to_dict(), decoder=decoder.to_dict())
     torch.manual_seed(4)
     model = MusicgenForConditionalGeneration(config).eval()
     model.generation_config.pad_token_id = CARD
