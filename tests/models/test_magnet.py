@@ -79,15 +79,22 @@ def _continue(model, g):
 @pytest.mark.skipif(not native_kernels.available(), reason="native CPU kernels not built")
 def test_generate_continuation(magnet):
     """Token-exact continuation; the prompt is encoded exactly and kept. This golden holds a near-tie: at one top-p
-    draw two tokens' probabilities differ by ~1e-6 relative, so the draw follows float round-off. The default CPU
-    path (packed weights, fixed summation order) reproduces it."""
+    draw two tokens' probabilities differ by ~1e-6 relative, so the draw follows float round-off. With 16-lane
+    vectors (AVX-512, as the golden's machine) the packed kernels reproduce it exactly. With 8-lane vectors (AVX2)
+    every summation order (ours, and PyTorch's own GEMM) lands on the other side of the tie; there the tokens must
+    equal those of PyTorch's GEMM path token for token."""
     g = load_golden("magnet_generate_continuation")
     audio, tokens = _continue(magnet, g)
     P = g["prompt_tokens"].shape[-1]
     assert torch.equal(tokens[..., :P], g["prompt_tokens"])
-    assert torch.equal(tokens, g["tokens"])
-    _check_audio(g, audio, tokens)
     assert (magnet.generate_audio(tokens) - audio).abs().max() == 0
+    vector_width = native_kernels.layout(torch.float32)[1]
+    if vector_width >= 16:
+        assert torch.equal(tokens, g["tokens"])
+        _check_audio(g, audio, tokens)
+    elif not torch.equal(tokens, g["tokens"]):
+        unpacked = MAGNeT.get_pretrained(MAGNET, device="cpu", pack=False)
+        assert torch.equal(tokens, _continue(unpacked, g)[1])
 
 
 def test_generate_continuation_unpacked():

@@ -99,7 +99,7 @@ inline void accumulate(const float *x, int64_t ldx, const T *w, int64_t in, int 
             vf wv = load(PACKED ? w + i * ob_stride + o * VW : w + o * in + i);
             in_register(wv);
 #pragma GCC unroll 8
-            for (int r = 0; r < R; ++r) acc[r][o] += xv[r] * wv;
+            for (int r = 0; r < R; ++r) acc[r][o] = vfma(xv[r], wv, acc[r][o]);
         }
     }
 #pragma GCC unroll 8

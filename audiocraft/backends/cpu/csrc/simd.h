@@ -113,6 +113,20 @@ inline void store_halves(f16 *dst, const float *src, int64_t n) {
     for (int64_t i = 0; i < n; ++i) dst[i].bits = float_to_half(src[i]);
 }
 
+// a * b + c rounded once, on every path: results must not depend on where the compiler chose to contract a
+// multiply-add (-ffp-contract=fast fuses most, but not every instantiation of a template alike).
+inline vf vfma(vf a, vf b, vf c) {
+#if defined(__AVX512F__)
+    return _mm512_fmadd_ps(a, b, c);
+#elif defined(__FMA__)
+    return _mm256_fmadd_ps(a, b, c);
+#else  // lane by lane (vectorised to fused multiply-adds where the CPU has them, e.g. NEON's fmla)
+    vf out;
+    for (int k = 0; k < VW; ++k) out[k] = __builtin_fmaf(a[k], b[k], c[k]);
+    return out;
+#endif
+}
+
 inline float scalar(const float *p) { return *p; }
 inline float scalar(const uint16_t *p) { uint32_t u = uint32_t(*p) << 16; float f; std::memcpy(&f, &u, 4); return f; }
 
