@@ -239,14 +239,15 @@ class StreamingMultiheadAttention(StreamingModule):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ---- streaming caches -----------------------------------------------------------------------------
-    def allocate_cache(self, batch_size: int, capacity: int) -> None:
-        """Allocate this self-attention's cache for ``capacity`` steps now (must be streaming)."""
+    def allocate_cache(self, batch_size: int, capacity: int, dtype: tp.Optional[torch.dtype] = None) -> None:
+        """Allocate this self-attention's cache for ``capacity`` steps now (must be streaming), in ``dtype``
+        (default: the weights'; ``torch.float16`` under float32 activations: see :meth:`_reserve`)."""
         if self.cross_attention:
             return
         if not self.is_streaming:
             raise StreamingError("allocate_cache needs streaming mode; use `with module.streaming():` first.")
         weight = self.in_proj_weight
-        self._streaming_state = self._new_cache(batch_size, capacity, weight.device, weight.dtype)
+        self._streaming_state = self._new_cache(batch_size, capacity, weight.device, dtype or weight.dtype)
 
     def _new_cache(self, batch_size: int, capacity: int, device: torch.device, dtype: torch.dtype) -> KVCacheState:
         shape = (batch_size, self.num_heads // self.kv_repeat, capacity, self.head_dim)
@@ -254,11 +255,16 @@ class StreamingMultiheadAttention(StreamingModule):
                             values=torch.empty(shape, device=device, dtype=dtype))
 
     def _reserve(self, state: KVCacheState, steps: int, like: torch.Tensor) -> None:
-        """Make room for ``steps`` more entries: slide the window back (past_context) or grow x2."""
+        """Make room for ``steps`` more entries: slide the window back (past_context) or grow x2.
+
+        The cache follows the dtype of the keys written into it (``like``), except a float16 cache under float32
+        keys, which a CPU backend chooses to halve the bytes a step reads: it stays float16, values rounded when
+        written and widened when read (:meth:`_self_forward`), so no full-size float32 copy is ever made."""
         if state.keys.shape[0] != like.shape[0]:
             raise StreamingError(f"Batch size changed while streaming: cache has {state.keys.shape[0]}, "
                                  f"input has {like.shape[0]}.")
-        if state.keys.dtype != like.dtype:
+        narrow = state.keys.dtype is torch.float16 and like.dtype is torch.float32
+        if state.keys.dtype != like.dtype and not narrow:
             state.keys, state.values = state.keys.to(like.dtype), state.values.to(like.dtype)
         capacity, length = state.keys.shape[2], state.length
         if length + steps <= capacity:
@@ -271,7 +277,7 @@ class StreamingMultiheadAttention(StreamingModule):
                 state.offset += length - keep
                 state.length = keep
                 return
-        new = self._new_cache(like.shape[0], max(2 * capacity, length + steps), like.device, like.dtype)
+        new = self._new_cache(like.shape[0], max(2 * capacity, length + steps), like.device, state.keys.dtype)
         new.keys[:, :, :length] = state.keys[:, :, :length]
         new.values[:, :, :length] = state.values[:, :, :length]
         state.keys, state.values = new.keys, new.values
@@ -423,6 +429,8 @@ class StreamingMultiheadAttention(StreamingModule):
             state.values[:, :, past:past + T] = v
             state.length = past + T
             k, v = state.keys[:, :, :past + T], state.values[:, :, :past + T]
+            if k.dtype != q.dtype:  # a float16 cache under float32 activations (see _reserve)
+                k, v = k.to(q.dtype), v.to(q.dtype)
         elif self.rope is not None:
             q, k = self.rope.rotate_qk(q, k, start=0, time_dim=2)
         k, v = expand_repeated_kv(k, self.kv_repeat), expand_repeated_kv(v, self.kv_repeat)
@@ -613,11 +621,12 @@ class StreamingTransformer(StreamingModule[TransformerState]):
     def _init_streaming_state(self) -> TransformerState:
         return TransformerState()
 
-    def allocate_kv_caches(self, batch_size: int, capacity: int) -> None:
-        """Presize every self-attention cache for ``capacity`` steps (call inside ``streaming()``)."""
+    def allocate_kv_caches(self, batch_size: int, capacity: int, dtype: tp.Optional[torch.dtype] = None) -> None:
+        """Presize every self-attention cache for ``capacity`` steps (call inside ``streaming()``), in ``dtype``
+        (default: each layer's weights')."""
         for module in self.modules():
             if isinstance(module, StreamingMultiheadAttention):
-                module.allocate_cache(batch_size, capacity)
+                module.allocate_cache(batch_size, capacity, dtype)
 
     def _apply_layer(self, layer: nn.Module, x: torch.Tensor, *args: tp.Any, **kwargs: tp.Any) -> torch.Tensor:
         if self.checkpointing != "none" and self.training and torch.is_grad_enabled():

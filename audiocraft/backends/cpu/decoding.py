@@ -436,6 +436,14 @@ class FusedDecodingTransformer(StreamingTransformer):
                 return out
         return super().forward(x, *args, positions=positions, **kwargs)
 
+    def allocate_kv_caches(self, batch_size: int, capacity: int, dtype: tp.Optional[torch.dtype] = None) -> None:
+        """As the plain transformer's, in the dtype of the native step's cache by default (float16 for bf16 / int8
+        weights): no float32 cache of the whole capacity is made first."""
+        if dtype is None and self.layers and all(isinstance(layer, FusedDecodingLayer) for layer in self.layers):
+            stack = _stack_plan(self)
+            dtype = stack.cache_dtype if stack is not None else None
+        super().allocate_kv_caches(batch_size, capacity, dtype)
+
     def _apply(self, fn: tp.Callable[[torch.Tensor], torch.Tensor], *args: tp.Any, **kwargs: tp.Any) -> tp.Any:
         self.__dict__.pop("_stack_plan", None)
         return super()._apply(fn, *args, **kwargs)
