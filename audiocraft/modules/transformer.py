@@ -241,7 +241,7 @@ class StreamingMultiheadAttention(StreamingModule):
     # ---- streaming caches -----------------------------------------------------------------------------
     def allocate_cache(self, batch_size: int, capacity: int, dtype: tp.Optional[torch.dtype] = None) -> None:
         """Allocate this self-attention's cache for ``capacity`` steps now (must be streaming), in ``dtype``
-        (default: the weights'; ``torch.float16`` under float32 activations: see :meth:`_reserve`)."""
+        (default: the weights')."""
         if self.cross_attention:
             return
         if not self.is_streaming:
@@ -255,16 +255,13 @@ class StreamingMultiheadAttention(StreamingModule):
                             values=torch.empty(shape, device=device, dtype=dtype))
 
     def _reserve(self, state: KVCacheState, steps: int, like: torch.Tensor) -> None:
-        """Make room for ``steps`` more entries: slide the window back (past_context) or grow x2.
-
-        The cache follows the dtype of the keys written into it (``like``), except a float16 cache under float32
-        keys, which a CPU backend chooses to halve the bytes a step reads: it stays float16, values rounded when
-        written and widened when read (:meth:`_self_forward`), so no full-size float32 copy is ever made."""
+        """Make room for ``steps`` more entries: slide the window back (past_context) or grow x2. The cache takes
+        the dtype of the keys written into it (``like``): a float16 cache a CPU backend made for its own decoding
+        step becomes float32 again when the plain forward runs."""
         if state.keys.shape[0] != like.shape[0]:
             raise StreamingError(f"Batch size changed while streaming: cache has {state.keys.shape[0]}, "
                                  f"input has {like.shape[0]}.")
-        narrow = state.keys.dtype is torch.float16 and like.dtype is torch.float32
-        if state.keys.dtype != like.dtype and not narrow:
+        if state.keys.dtype != like.dtype:
             state.keys, state.values = state.keys.to(like.dtype), state.values.to(like.dtype)
         capacity, length = state.keys.shape[2], state.length
         if length + steps <= capacity:
@@ -277,7 +274,7 @@ class StreamingMultiheadAttention(StreamingModule):
                 state.offset += length - keep
                 state.length = keep
                 return
-        new = self._new_cache(like.shape[0], max(2 * capacity, length + steps), like.device, state.keys.dtype)
+        new = self._new_cache(like.shape[0], max(2 * capacity, length + steps), like.device, like.dtype)
         new.keys[:, :, :length] = state.keys[:, :, :length]
         new.values[:, :, :length] = state.values[:, :, :length]
         state.keys, state.values = new.keys, new.values
@@ -429,8 +426,6 @@ class StreamingMultiheadAttention(StreamingModule):
             state.values[:, :, past:past + T] = v
             state.length = past + T
             k, v = state.keys[:, :, :past + T], state.values[:, :, :past + T]
-            if k.dtype != q.dtype:  # a float16 cache under float32 activations (see _reserve)
-                k, v = k.to(q.dtype), v.to(q.dtype)
         elif self.rope is not None:
             q, k = self.rope.rotate_qk(q, k, start=0, time_dim=2)
         k, v = expand_repeated_kv(k, self.kv_repeat), expand_repeated_kv(v, self.kv_repeat)
