@@ -58,7 +58,8 @@ class _LayerCaches(ctypes.Structure):
     _fields_ = [("kc", _c_ptr), ("kcb", _c_i64), ("kch", _c_i64), ("kcs", _c_i64),
                 ("vc", _c_ptr), ("vcb", _c_i64), ("vch", _c_i64), ("vcs", _c_i64),
                 ("ck", _c_ptr), ("ckb", _c_i64), ("ckh", _c_i64), ("cks", _c_i64),
-                ("cv", _c_ptr), ("cvb", _c_i64), ("cvh", _c_i64), ("cvs", _c_i64), ("S", _c_i64), ("half", _c_i64)]
+                ("cv", _c_ptr), ("cvb", _c_i64), ("cvh", _c_i64), ("cvs", _c_i64), ("S", _c_i64), ("half", _c_i64),
+                ("cross_len", _c_ptr)]
 
 
 class _Unsupported(Exception):
@@ -288,6 +289,37 @@ class _StackPlan:
         # bf16 / int8 weights: keys and values cached in float16 (half the bytes each step reads)
         self.cache_dtype = torch.float32 if all(p.float32 for p in plans) else torch.float16
         self.table = torch.empty(0)  # positional_scale * sin embedding of positions 0..len-1
+        self.mask: tp.Optional[torch.Tensor] = None  # the cross-attention mask last seen, and its row lengths
+        self.lengths: tp.Optional[torch.Tensor] = None
+        self.bound_lengths: tp.Optional[torch.Tensor] = None  # the lengths self.caches points to
+
+    def cross_lengths(self, mask: tp.Optional[torch.Tensor], rows: int) -> tp.Tuple[bool, tp.Optional[torch.Tensor]]:
+        """``(usable, lengths)`` for a cross-attention key mask ``[rows, 1, 1, S]`` (True: attend): the native step
+        takes masks whose valid keys are, on every row, the first ``lengths[r] >= 1`` source steps (conditions
+        padded at the end); ``lengths`` is None when every key is valid."""
+        if mask is None:
+            return True, None
+        if mask is self.mask:
+            return True, self.lengths
+        if mask.dtype is not torch.bool or mask.dim() != 4 or mask.shape[:3] != (rows, 1, 1) or mask.shape[3] < 1:
+            return False, None
+        valid = mask.reshape(rows, -1)
+        lengths = valid.sum(dim=1)
+        prefix = torch.arange(valid.shape[1], device=mask.device) < lengths[:, None]
+        if not bool(torch.equal(valid, prefix)) or bool((lengths < 1).any()):
+            return False, None
+        full = bool((lengths == valid.shape[1]).all())
+        self.mask, self.lengths = mask, None if full else lengths.to(torch.int64).contiguous()
+        return True, self.lengths
+
+    def bind_lengths(self, lengths: tp.Optional[torch.Tensor]) -> None:
+        """Point every layer's cross-attention at ``lengths`` (None: all source steps)."""
+        if lengths is self.bound_lengths:
+            return
+        address = None if lengths is None else lengths.data_ptr()
+        for c in self.caches:
+            c.cross_len = address
+        self.bound_lengths = lengths
 
     def bind(self, states: tp.List[tp.Any]) -> bool:
         """Point the cache array at the tensors of ``states`` (self, cross per layer); False if one is not a
@@ -356,9 +388,14 @@ def _stack_plan(transformer: "FusedDecodingTransformer") -> tp.Optional[_StackPl
     return stack if stack.supported else None
 
 
-def _stack_step(transformer: "FusedDecodingTransformer", x: torch.Tensor,
-                source: tp.Optional[torch.Tensor]) -> tp.Optional[torch.Tensor]:
-    """One decoding step of every layer in one native call, or None where the plain forward must run."""
+def _stack_step(transformer: "FusedDecodingTransformer", x: torch.Tensor, source: tp.Optional[torch.Tensor],
+                positions: tp.Optional[torch.Tensor] = None, src_mask: tp.Optional[torch.Tensor] = None,
+                cross_mask: tp.Optional[torch.Tensor] = None) -> tp.Optional[torch.Tensor]:
+    """One decoding step of every layer in one native call, or None where the plain forward must run.
+
+    The masks of a batch whose conditions are padded (per-item seeds, ``ConditionPadding``) are taken where they
+    change nothing but the cross-attention's length per row: ``positions`` equal to the stream's offset,
+    ``src_mask`` all True, and a ``cross_mask`` whose valid keys are a prefix of each row."""
     if (x.dim() != 3 or x.shape[1] != 1 or x.dtype is not torch.float32 or x.device.type != "cpu"
             or torch.is_grad_enabled() or transformer.training
             or not transformer._is_streaming or transformer.positional_embedding != "sin" or not transformer.layers):
@@ -366,6 +403,13 @@ def _stack_step(transformer: "FusedDecodingTransformer", x: torch.Tensor,
     tstate = transformer._streaming_state
     stack = _stack_plan(transformer)
     if stack is None or tstate is None or _hooked(stack.submodules):
+        return None
+    if positions is not None and (positions.shape != (x.shape[0], 1) or not bool((positions == tstate.offset).all())):
+        return None
+    if src_mask is not None and (src_mask.dtype is not torch.bool or not bool(src_mask.all())):
+        return None
+    usable, lengths = stack.cross_lengths(cross_mask, x.shape[0])
+    if not usable or (lengths is not None and source is None):
         return None
     states: tp.List[tp.Any] = []
     for sa, ca in stack.attentions:
@@ -388,6 +432,9 @@ def _stack_step(transformer: "FusedDecodingTransformer", x: torch.Tensor,
     B = x.shape[0]
     if B != stack.rows or (source is not None and (source.shape[0] != B or source.shape[1] != stack.source_steps)):
         return None
+    if lengths is not None and int(lengths.max()) > stack.source_steps:
+        return None
+    stack.bind_lengths(lengths)
     pos = first.length
     start = 0 if stack.past_context is None else max(0, pos - stack.past_context)
     y = (x + stack.positions(transformer, tstate.offset, x.shape[2])).contiguous()  # a new tensor
@@ -430,8 +477,9 @@ class FusedDecodingTransformer(StreamingTransformer):
 
     def forward(self, x: torch.Tensor, *args: tp.Any, positions: tp.Optional[torch.Tensor] = None,
                 **kwargs: tp.Any) -> torch.Tensor:
-        if not args and positions is None and set(kwargs) <= {"cross_attention_src"}:
-            out = _stack_step(self, x, kwargs.get("cross_attention_src"))
+        if not args and set(kwargs) <= {"cross_attention_src", "src_mask", "cross_attention_mask"}:
+            out = _stack_step(self, x, kwargs.get("cross_attention_src"), positions, kwargs.get("src_mask"),
+                              kwargs.get("cross_attention_mask"))
             if out is not None:
                 return out
         return super().forward(x, *args, positions=positions, **kwargs)

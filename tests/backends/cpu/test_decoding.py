@@ -283,3 +283,99 @@ def test_forward_hooks_see_every_layer_call():
             handle.remove()
         assert torch.equal(tokens, ref)
         assert len(calls) >= frames  # one call per decoding step (a prompt pass may add one)
+
+
+def _masked_stream(model: StreamingTransformer, x: torch.Tensor, source: torch.Tensor, cross: torch.Tensor,
+                   prefill: int = 3) -> tp.Tuple[torch.Tensor, int]:
+    """A stream fed as generation does with padded conditions (ConditionPadding): per-row positions, a key mask
+    and a cross-attention mask on every call; and how many steps ran as one native call."""
+    calls = [0]
+    stack_step = decoding._stack_step
+
+    def counting(*args: tp.Any) -> tp.Any:
+        out = stack_step(*args)
+        calls[0] += out is not None
+        return out
+
+    B, T = x.shape[0], x.shape[1]
+    outs = []
+    decoding._stack_step = counting
+    try:
+        with torch.no_grad(), model.streaming():
+            for t0, t1 in [(0, prefill)] + [(t, t + 1) for t in range(prefill, T)]:
+                positions = torch.arange(t0, t1).expand(B, -1)
+                src_mask = torch.ones(B, 1, 1, t1, dtype=torch.bool)
+                outs.append(model(x[:, t0:t1], positions=positions, src_mask=src_mask, cross_attention_src=source,
+                                  cross_attention_mask=cross))
+    finally:
+        decoding._stack_step = stack_step
+    return torch.cat(outs, dim=1), calls[0]
+
+
+@pytest.mark.parametrize("kind", ["native", "int8"])
+def test_padded_conditions_run_on_the_native_step(kind):
+    """Rows whose conditions are padded at the end attend to their own first source steps, natively."""
+    plain, fused = _pair(kind)
+    torch.manual_seed(1)
+    B, S = 3, 5
+    x, source = torch.randn(B, 9, E), torch.randn(B, S, E)
+    cross = (torch.arange(S) < torch.tensor([5, 2, 1])[:, None]).view(B, 1, 1, S)
+    expected, none = _masked_stream(plain, x, source, cross)
+    got, native = _masked_stream(fused, x, source, cross)
+    assert none == 0 and native == 9 - 3
+    tol = {"native": 1e-5, "int8": 2e-3}[kind]
+    torch.testing.assert_close(got, expected, rtol=tol, atol=tol)
+    unmasked, _ = _masked_stream(fused, x, source, torch.ones(B, 1, 1, S, dtype=torch.bool))
+    assert not torch.allclose(unmasked[1:], got[1:], atol=1e-3)  # the mask matters for the padded rows
+    torch.testing.assert_close(unmasked[:1], got[:1], rtol=tol, atol=tol)
+
+
+def test_masks_it_does_not_cover_run_the_plain_forward():
+    plain, fused = _pair("native")
+    torch.manual_seed(1)
+    B, S = 2, 5
+    x, source = torch.randn(B, 7, E), torch.randn(B, S, E)
+    holes = torch.tensor([[True, False, True, True, True], [True, True, True, True, True]]).view(B, 1, 1, S)
+    expected, _ = _masked_stream(plain, x, source, holes)
+    got, native = _masked_stream(fused, x, source, holes)
+    assert native == 0  # a key missing inside a row: the plain forward
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_per_item_seeds_with_padded_texts_decode_natively():
+    """LMModel.generate with per-item generators masks the padding of the texts; on a prepared LM every step after
+    the first still runs as one native call, and an item is still independent of its neighbours."""
+    from audiocraft.backends import prepare
+    from audiocraft.models.builders import get_debug_condition_fuser, get_debug_conditioner_provider
+    from audiocraft.models.lm import LMModel
+    from audiocraft.modules.codebooks_patterns import DelayedPatternProvider
+    from audiocraft.modules.conditioners import ConditioningAttributes
+
+    torch.manual_seed(0)
+    lm = LMModel(DelayedPatternProvider(n_q=4), get_debug_conditioner_provider(E), get_debug_condition_fuser(),
+                 n_q=4, card=50, dim=E, num_heads=4, num_layers=2, custom=True, cross_attention=True, causal=True,
+                 norm_first=True)
+    lm = prepare(lm.eval())
+    assert decoding._stack_plan(lm.transformer) is not None
+    calls = [0]
+    stack_step = decoding._stack_step
+
+    def counting(*args: tp.Any) -> tp.Any:
+        out = stack_step(*args)
+        calls[0] += out is not None
+        return out
+
+    def first_item(texts: tp.List[str], seeds: tp.List[int]) -> torch.Tensor:
+        calls[0] = 0
+        attrs = [ConditioningAttributes(text={"description": t}) for t in texts]
+        generators = [torch.Generator().manual_seed(s) for s in seeds]
+        out = lm.generate(None, attrs, max_gen_len=10, top_k=20, generator=generators, mask_condition_padding=True)
+        assert calls[0] == 10 + 3 - 1  # the delay pattern's 13 steps, all but the first
+        return out[0]
+
+    decoding._stack_step = counting
+    try:
+        alone = first_item(["rock"], [7])
+        assert torch.equal(alone, first_item(["rock", "drums and bass heavy synth"], [7, 8]))
+    finally:
+        decoding._stack_step = stack_step

@@ -103,6 +103,7 @@ struct LayerCaches {
     int64_t cvb, cvh, cvs;
     int64_t S;
     int64_t half;
+    const int64_t *cross_len;  // per row: attend to the first cross_len[r] source steps only (NULL: all S)
 };
 
 // Scratch of a step, shared by the threads: normalised rows, projections (q k v / cross q), attention output, hidden
@@ -135,9 +136,13 @@ inline void self_attend(T *kc, T *vc, const LayerCaches &C, const float *row, in
     attend_one(row + hd * D, kr + start * C.kcs, C.kcs, vr + start * C.vcs, C.vcs, keys, D, scale, out, scores);
 }
 
-bool valid_caches(const LayerSpec &L, const LayerCaches &C) {
+bool valid_caches(const LayerSpec &L, const LayerCaches &C, int64_t rows) {
     if (!C.kc || !C.vc) return false;
-    return !L.has_cross || (C.S >= 1 && C.ck && C.cv);
+    if (!L.has_cross) return true;
+    if (C.S < 1 || !C.ck || !C.cv) return false;
+    for (int64_t r = 0; C.cross_len && r < rows; ++r)
+        if (C.cross_len[r] < 1 || C.cross_len[r] > C.S) return false;
+    return true;
 }
 
 // The step of one layer (see the top of this file), called by every thread of a parallel region; y may be x. Ends
@@ -175,8 +180,9 @@ void layer_step(const LayerSpec &L, const LayerCaches &C, const float *x, float 
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < rows * H; ++i) {
             const int64_t r = i / H, hd = i % H;
+            const int64_t S = C.cross_len ? C.cross_len[r] : C.S;
             attend_one(qkv + r * E + hd * D, C.ck + r * C.ckb + hd * C.ckh, C.cks, C.cv + r * C.cvb + hd * C.cvh,
-                       C.cvs, C.S, D, L.attention_scale, att + r * E + hd * D, my_scores);
+                       C.cvs, S, D, L.attention_scale, att + r * E + hd * D, my_scores);
         }
         quantize_rows(att, rows, E, L.cross_out, q16, xs);
         linear_band(L.cross_out, att, E, q16, xs, rows, Residual{y, E, y, E, L.scale_cross});
@@ -204,7 +210,7 @@ int audiocraft_decoder_stack(int64_t n, const LayerSpec *const *specs, const Lay
     if (n < 1 || !specs || !caches || rows < 1 || threads < 1 || pos < 0 || start < 0 || start > pos) return 1;
     int64_t E = 0, F = 0, longest = pos + 1 - start;
     for (int64_t k = 0; k < n; ++k) {
-        if (!specs[k] || !valid_spec(*specs[k]) || !valid_caches(*specs[k], caches[k])) return 1;
+        if (!specs[k] || !valid_spec(*specs[k]) || !valid_caches(*specs[k], caches[k], rows)) return 1;
         if (k > 0 && specs[k]->dim != E) return 1;
         E = specs[k]->dim;
         F = specs[k]->hidden > F ? specs[k]->hidden : F;
@@ -226,7 +232,8 @@ int audiocraft_decoder_layer(const LayerSpec *spec, const float *x, float *y, in
                              int64_t kch, int64_t kcs, float *vc, int64_t vcb, int64_t vch, int64_t vcs,
                              int64_t pos, int64_t start, const float *ck, int64_t ckb, int64_t ckh, int64_t cks,
                              const float *cv, int64_t cvb, int64_t cvh, int64_t cvs, int64_t S, int threads) {
-    const LayerCaches caches{kc, kcb, kch, kcs, vc, vcb, vch, vcs, ck, ckb, ckh, cks, cv, cvb, cvh, cvs, S, 0};
+    const LayerCaches caches{kc, kcb, kch, kcs, vc, vcb, vch, vcs, ck, ckb, ckh, cks, cv, cvb, cvh, cvs, S, 0,
+                             nullptr};
     return audiocraft_decoder_stack(1, &spec, &caches, x, y, rows, pos, start, threads);
 }
 
