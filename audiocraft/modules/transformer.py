@@ -255,13 +255,17 @@ class StreamingMultiheadAttention(StreamingModule):
                             values=torch.empty(shape, device=device, dtype=dtype))
 
     def _reserve(self, state: KVCacheState, steps: int, like: torch.Tensor) -> None:
-        """Make room for ``steps`` more entries: slide the window back (past_context) or grow x2. The cache takes
-        the dtype of the keys written into it (``like``): a float16 cache a CPU backend made for its own decoding
-        step becomes float32 again when the plain forward runs."""
+        """Make room for ``steps`` more entries: slide the window back (past_context) or grow x2.
+
+        The cache follows the dtype of the keys written into it (``like``), except a float16 cache under float32
+        keys, which a CPU backend makes for its decoding step (half the bytes a step reads): it stays float16,
+        values rounded when written and the keys read widened (:meth:`_self_forward`), so that the plain forward
+        (the first call of a stream) never makes a float32 copy of the whole cache."""
         if state.keys.shape[0] != like.shape[0]:
             raise StreamingError(f"Batch size changed while streaming: cache has {state.keys.shape[0]}, "
                                  f"input has {like.shape[0]}.")
-        if state.keys.dtype != like.dtype:
+        narrow = state.keys.dtype is torch.float16 and like.dtype is torch.float32
+        if state.keys.dtype != like.dtype and not narrow:
             state.keys, state.values = state.keys.to(like.dtype), state.values.to(like.dtype)
         capacity, length = state.keys.shape[2], state.length
         if length + steps <= capacity:
@@ -274,7 +278,7 @@ class StreamingMultiheadAttention(StreamingModule):
                 state.offset += length - keep
                 state.length = keep
                 return
-        new = self._new_cache(like.shape[0], max(2 * capacity, length + steps), like.device, like.dtype)
+        new = self._new_cache(like.shape[0], max(2 * capacity, length + steps), like.device, state.keys.dtype)
         new.keys[:, :, :length] = state.keys[:, :, :length]
         new.values[:, :, :length] = state.values[:, :, :length]
         state.keys, state.values = new.keys, new.values
@@ -426,6 +430,8 @@ class StreamingMultiheadAttention(StreamingModule):
             state.values[:, :, past:past + T] = v
             state.length = past + T
             k, v = state.keys[:, :, :past + T], state.values[:, :, :past + T]
+            if k.dtype != q.dtype:  # a float16 cache under float32 activations (see _reserve)
+                k, v = k.to(q.dtype), v.to(q.dtype)
         elif self.rope is not None:
             q, k = self.rope.rotate_qk(q, k, start=0, time_dim=2)
         k, v = expand_repeated_kv(k, self.kv_repeat), expand_repeated_kv(v, self.kv_repeat)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import typing as tp
+import weakref
 
 import torch
 from torch import nn
@@ -278,7 +279,7 @@ class _StackPlan:
         n = len(plans)
         self.specs = (_c_ptr * n)(*[plan.address for plan in plans])
         self.caches = (_LayerCaches * n)()
-        self.bound: tp.List[tp.Any] = []  # the states and tensors self.caches points to
+        self.bound: tp.List[tp.Any] = []  # weak references to the states and tensors self.caches points to
         self.rows = self.source_steps = -1
         contexts = {plan.past_context for plan in plans}
         crosses = {cross is not None for _, cross in self.attentions}
@@ -353,7 +354,7 @@ class _StackPlan:
             c.ck, c.ckb, c.ckh, c.cks = cstate.keys.data_ptr(), ks[0], ks[1], ks[2]
             c.cv, c.cvb, c.cvh, c.cvs = cstate.values.data_ptr(), vs[0], vs[1], vs[2]
             c.S = source
-        self.bound = _cache_tensors(states)
+        self.bound = _weak(_cache_tensors(states))
         self.rows, self.source_steps = rows, source
         return True
 
@@ -372,6 +373,18 @@ def _cache_tensors(states: tp.List[tp.Any]) -> tp.List[tp.Any]:
     for state in states:
         out += (state, None, None) if state is None else (state, state.keys, state.values)
     return out
+
+
+def _weak(objects: tp.List[tp.Any]) -> tp.List[tp.Any]:
+    """Weak references to ``objects`` (None stays None): the plan must not keep a finished stream's caches."""
+    return [None if o is None else weakref.ref(o) for o in objects]
+
+
+def _still_bound(stack: "_StackPlan", states: tp.List[tp.Any]) -> bool:
+    """Whether ``stack.caches`` still points at the tensors of ``states``."""
+    now = _cache_tensors(states)
+    return len(now) == len(stack.bound) and all(
+        (ref is None and o is None) or (ref is not None and ref() is o) for ref, o in zip(stack.bound, now))
 
 
 def _stack_plan(transformer: "FusedDecodingTransformer") -> tp.Optional[_StackPlan]:
@@ -425,9 +438,7 @@ def _stack_step(transformer: "FusedDecodingTransformer", x: torch.Tensor, source
                 return None
             sa._reserve(state, 1, x)
         stack.bound = []
-    bound = _cache_tensors(states)
-    if (len(bound) != len(stack.bound) or any(a is not b for a, b in zip(bound, stack.bound))) \
-            and not stack.bind(states):
+    if not _still_bound(stack, states) and not stack.bind(states):
         return None
     B = x.shape[0]
     if B != stack.rows or (source is not None and (source.shape[0] != B or source.shape[1] != stack.source_steps)):

@@ -156,20 +156,44 @@ def test_unpacked_gradients_and_training_run_the_plain_forward():
 
 
 @pytest.mark.parametrize("kind", ["native", "int8"])
-def test_cache_dtype_follows_the_weights_and_goes_back_for_the_plain_forward(kind):
-    _, fused = _pair(kind)
+def test_cache_dtype_follows_the_weights_also_through_the_plain_forward(kind):
+    plain, fused = _pair(kind)
     torch.manual_seed(1)
     x, source = torch.randn(2, 6, E), torch.randn(2, 5, E)
     half = torch.float16 if kind == "int8" else torch.float32
-    with torch.no_grad(), fused.streaming():
-        fused(x[:, :2], cross_attention_src=source)
-        fused(x[:, 2:3], cross_attention_src=source)
+    with torch.no_grad(), fused.streaming(), plain.streaming():
+        for model in (plain, fused):
+            model(x[:, :2], cross_attention_src=source)
+            model(x[:, 2:3], cross_attention_src=source)
         state = fused.layers[1].self_attn._streaming_state
         assert state.keys.dtype == half and state.values.dtype == half and state.length == 3
-        cached = state.keys[:, :, :3].float()
-        fused(x[:, 3:5], cross_attention_src=source)  # two steps: the plain forward, float32 caches again
-        assert state.keys.dtype == torch.float32 and state.length == 5
+        cached = state.keys[:, :, :3].clone()
+        # two steps: the plain forward, which keeps the cache's dtype (rounds what it writes, widens what it reads)
+        got = fused(x[:, 3:5], cross_attention_src=source)
+        expected = plain(x[:, 3:5], cross_attention_src=source)
+        assert state.keys.dtype == half and state.length == 5
         assert torch.equal(state.keys[:, :, :3], cached)
+        plain_keys = plain.layers[1].self_attn._streaming_state.keys
+        assert plain_keys.dtype == torch.float32  # never fused: the weights' dtype
+        torch.testing.assert_close(state.keys[:, :, 3:5].float(), plain_keys[:, :, 3:5].to(half).float(),
+                                   rtol=2e-3, atol=2e-3)
+        torch.testing.assert_close(got, expected, rtol=2e-3, atol=2e-3)
+
+
+def test_a_finished_stream_leaves_no_cache_behind():
+    """The plan of the native step points at the caches of the current stream only through weak references."""
+    import gc
+    import weakref as weakref_
+    _, fused = _pair("int8")
+    torch.manual_seed(1)
+    x, source = torch.randn(2, 5, E), torch.randn(2, 5, E)
+    with torch.no_grad(), fused.streaming():
+        fused.allocate_kv_caches(2, 16)
+        for t in range(5):
+            fused(x[:, t:t + 1], cross_attention_src=source)
+        keys = weakref_.ref(fused.layers[0].self_attn._streaming_state.keys)
+    gc.collect()
+    assert keys() is None
 
 
 @pytest.mark.parametrize("kind", ["native", "bf16", "int8"])
