@@ -1,4 +1,5 @@
 """The fused decoding step (audiocraft/backends/cpu/decoding.py, csrc/step_kernels.cpp) against the plain layers."""
+import contextlib
 import copy
 import typing as tp
 
@@ -309,10 +310,9 @@ def test_forward_hooks_see_every_layer_call():
         assert len(calls) >= frames  # one call per decoding step (a prompt pass may add one)
 
 
-def _masked_stream(model: StreamingTransformer, x: torch.Tensor, source: torch.Tensor, cross: torch.Tensor,
-                   prefill: int = 3) -> tp.Tuple[torch.Tensor, int]:
-    """A stream fed as generation does with padded conditions (ConditionPadding): per-row positions, a key mask
-    and a cross-attention mask on every call; and how many steps ran as one native call."""
+@contextlib.contextmanager
+def _native_steps() -> tp.Iterator[tp.List[int]]:
+    """Counts the steps that run as one native call, in ``[count]``, while the block runs."""
     calls = [0]
     stack_step = decoding._stack_step
 
@@ -321,18 +321,26 @@ def _masked_stream(model: StreamingTransformer, x: torch.Tensor, source: torch.T
         calls[0] += out is not None
         return out
 
-    B, T = x.shape[0], x.shape[1]
-    outs = []
     decoding._stack_step = counting
     try:
+        yield calls
+    finally:
+        decoding._stack_step = stack_step
+
+
+def _masked_stream(model: StreamingTransformer, x: torch.Tensor, source: torch.Tensor, cross: torch.Tensor,
+                   prefill: int = 3) -> tp.Tuple[torch.Tensor, int]:
+    """A stream fed as generation does with padded conditions (ConditionPadding): per-row positions, a key mask
+    and a cross-attention mask on every call; and how many steps ran as one native call."""
+    B, T = x.shape[0], x.shape[1]
+    outs = []
+    with _native_steps() as calls:
         with torch.no_grad(), model.streaming():
             for t0, t1 in [(0, prefill)] + [(t, t + 1) for t in range(prefill, T)]:
                 positions = torch.arange(t0, t1).expand(B, -1)
                 src_mask = torch.ones(B, 1, 1, t1, dtype=torch.bool)
                 outs.append(model(x[:, t0:t1], positions=positions, src_mask=src_mask, cross_attention_src=source,
                                   cross_attention_mask=cross))
-    finally:
-        decoding._stack_step = stack_step
     return torch.cat(outs, dim=1), calls[0]
 
 
@@ -381,25 +389,15 @@ def test_per_item_seeds_with_padded_texts_decode_natively():
                  norm_first=True)
     lm = prepare(lm.eval())
     assert decoding._stack_plan(lm.transformer) is not None
-    calls = [0]
-    stack_step = decoding._stack_step
-
-    def counting(*args: tp.Any) -> tp.Any:
-        out = stack_step(*args)
-        calls[0] += out is not None
-        return out
 
     def first_item(texts: tp.List[str], seeds: tp.List[int]) -> torch.Tensor:
-        calls[0] = 0
         attrs = [ConditioningAttributes(text={"description": t}) for t in texts]
         generators = [torch.Generator().manual_seed(s) for s in seeds]
-        out = lm.generate(None, attrs, max_gen_len=10, top_k=20, generator=generators, mask_condition_padding=True)
+        with _native_steps() as calls:
+            out = lm.generate(None, attrs, max_gen_len=10, top_k=20, generator=generators,
+                              mask_condition_padding=True)
         assert calls[0] == 10 + 3 - 1  # the delay pattern's 13 steps, all but the first
         return out[0]
 
-    decoding._stack_step = counting
-    try:
-        alone = first_item(["rock"], [7])
-        assert torch.equal(alone, first_item(["rock", "drums and bass heavy synth"], [7, 8]))
-    finally:
-        decoding._stack_step = stack_step
+    alone = first_item(["rock"], [7])
+    assert torch.equal(alone, first_item(["rock", "drums and bass heavy synth"], [7, 8]))
