@@ -14,7 +14,6 @@ import logging
 import os
 from pathlib import Path
 import subprocess
-import threading
 import typing as tp
 
 import torch
@@ -24,8 +23,6 @@ from . import kernels
 logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).resolve().parent / "csrc" / "codec_kernels.cpp"
-_lock = threading.Lock()
-_state: tp.Dict[str, tp.Optional[ctypes.CDLL]] = {}
 
 
 def _load() -> tp.Optional[ctypes.CDLL]:
@@ -56,13 +53,12 @@ def _load() -> tp.Optional[ctypes.CDLL]:
     return None
 
 
+_library = kernels.LazyLibrary(lambda: _load())
+
+
 def library() -> tp.Optional[ctypes.CDLL]:
     """The loaded library (built on first call), or None where it cannot be built."""
-    if "lib" not in _state:
-        with _lock:
-            if "lib" not in _state:
-                _state["lib"] = _load()
-    return _state["lib"]
+    return _library()
 
 
 def available() -> bool:

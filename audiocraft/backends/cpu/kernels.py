@@ -36,8 +36,6 @@ SOURCES = (CSRC / "linear_kernels.cpp", CSRC / "step_kernels.cpp", CSRC / "sampl
 HEADERS = (CSRC / "simd.h", CSRC / "matvec.h", CSRC / "attention.h")
 KINDS = {torch.float32: 0, torch.bfloat16: 1, torch.int8: 2}
 _FLAGS = ["-O3", "-march=native", "-ffp-contract=fast", "-std=gnu++17", "-shared", "-fPIC"]
-_lock = threading.Lock()
-_state: tp.Dict[str, tp.Any] = {}
 _prepacking: tp.List["Prepacking"] = []
 
 
@@ -154,13 +152,30 @@ def _load() -> tp.Optional[ctypes.CDLL]:
     return None
 
 
+class LazyLibrary:
+    """A native library built and loaded once, on the first call from any thread; None where it cannot be."""
+
+    def __init__(self, load: tp.Callable[[], tp.Optional[ctypes.CDLL]]) -> None:
+        self._load = load
+        self._lock = threading.Lock()
+        self._loaded = False
+        self._lib: tp.Optional[ctypes.CDLL] = None
+
+    def __call__(self) -> tp.Optional[ctypes.CDLL]:
+        if not self._loaded:
+            with self._lock:
+                if not self._loaded:
+                    self._lib = self._load()
+                    self._loaded = True
+        return self._lib
+
+
+_library = LazyLibrary(lambda: _load())
+
+
 def library() -> tp.Optional[ctypes.CDLL]:
     """The loaded kernel library (built on first call), or None where it cannot be built."""
-    if "lib" not in _state:
-        with _lock:
-            if "lib" not in _state:
-                _state["lib"] = _load()
-    return _state["lib"]
+    return _library()
 
 
 def available() -> bool:
