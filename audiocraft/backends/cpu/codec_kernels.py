@@ -53,7 +53,7 @@ def _load() -> tp.Optional[ctypes.CDLL]:
     return None
 
 
-_library = kernels.LazyLibrary(lambda: _load())
+_library = kernels.LazyLibrary(_load)
 
 
 def library() -> tp.Optional[ctypes.CDLL]:

@@ -18,7 +18,6 @@ import logging
 import math
 from pathlib import Path
 import subprocess
-import threading
 import typing as tp
 
 import numpy as np
@@ -33,8 +32,6 @@ SOURCE = Path(__file__).resolve().parent / "csrc" / "dropout_kernels.cpp"
 _N = 624
 _LEFT, _NEXT, _STATE = 8, 16, 24  # byte offsets in torch.get_rng_state(): int32 left, uint64 next, uint64[624]
 _STATE_BYTES = _STATE + 8 * _N
-_lock = threading.Lock()
-_state: tp.Dict[str, tp.Any] = {}
 
 
 def _load() -> tp.Optional[ctypes.CDLL]:
@@ -120,17 +117,20 @@ def _probe(lib: ctypes.CDLL) -> bool:
         torch.set_rng_state(saved)
 
 
+def _load_checked() -> tp.Optional[ctypes.CDLL]:
+    lib = _load()
+    if lib is not None and not _probe(lib):
+        logger.info("This PyTorch draws dropout masks differently: using PyTorch's dropout.")
+        return None
+    return lib
+
+
+_library = kernels.LazyLibrary(_load_checked)
+
+
 def library() -> tp.Optional[ctypes.CDLL]:
     """The kernel library, built and checked on first call; None where PyTorch's dropout must be used."""
-    if "lib" not in _state:
-        with _lock:
-            if "lib" not in _state:
-                lib = _load()
-                if lib is not None and not _probe(lib):
-                    logger.info("This PyTorch draws dropout masks differently: using PyTorch's dropout.")
-                    lib = None
-                _state["lib"] = lib
-    return _state["lib"]
+    return _library()
 
 
 def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:

@@ -170,7 +170,7 @@ class LazyLibrary:
         return self._lib
 
 
-_library = LazyLibrary(lambda: _load())
+_library = LazyLibrary(_load)
 
 
 def library() -> tp.Optional[ctypes.CDLL]:
