@@ -443,7 +443,7 @@ def _stack_step(transformer: "FusedDecodingTransformer", x: torch.Tensor, source
     B = x.shape[0]
     if B != stack.rows or (source is not None and (source.shape[0] != B or source.shape[1] != stack.source_steps)):
         return None
-    if lengths is not None and int(lengths.max()) > stack.source_steps:
+    if cross_mask is not None and cross_mask.shape[-1] != stack.source_steps:
         return None
     stack.bind_lengths(lengths)
     pos = first.length
