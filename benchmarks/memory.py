@@ -39,7 +39,6 @@ import generate as bench  # noqa: E402  (model fixtures, sizes and machine descr
 
 OPTIONS: tp.Dict[str, tp.Dict[str, tp.Any]] = {
     "fp32": {}, "bf16": {"dtype": torch.bfloat16}, "int8": {"quantize": "int8"}}
-CODEC_CHANNELS = 64  # n_filters of the 32 kHz EnCodec: the channels of its last, full-rate decoder block
 
 
 def _status(key: str) -> float:
@@ -99,10 +98,9 @@ def worker(precision: str, folder: Path, seconds: float, batch: int) -> tp.Dict[
         "kv_cache": 2 * layers * rows * steps * dim * cache_bytes,
         "cross_kv": 2 * layers * rows * text_tokens * dim * 4,
         "audio": batch * model.audio_channels * samples * 4 + batch * lm.num_codebooks * steps * 8,
-        "codec": 2 * batch * CODEC_CHANNELS * samples * 4,
     }
-    torch.manual_seed(0)  # one global seed, as generate.py (per-item seeds at batch > 1 mask the conditions'
-    wav, tokens = model.generate([bench.PROMPT] * batch, return_tokens=True)  # padding: the plain forward runs)
+    torch.manual_seed(0)  # one global seed, as generate.py
+    wav, tokens = model.generate([bench.PROMPT] * batch, return_tokens=True)
     assert wav.shape[-1] == samples, wav.shape
     peak = _status("VmHWM")
     del wav

@@ -57,8 +57,8 @@ class GenerationOptions:
         if self.generators is not None:
             # Per-item seeds: each item's draws come from its own generator, and its result must not depend on
             # the other items' text lengths, hence the condition padding mask. A single item has no batch-mates:
-            # it runs unmasked (Audiocraft's path, and the CPU backend's one-call decoding step, which the masks
-            # would turn off), which is what the masked batch reproduces for it up to float rounding.
+            # it runs unmasked (Audiocraft's path), which is what the masked batch reproduces for it up to float
+            # rounding.
             kwargs["generator"] = self.generators
             kwargs["mask_condition_padding"] = len(self.generators) > 1
         if self.on_frames is not None:
