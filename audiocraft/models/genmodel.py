@@ -304,6 +304,7 @@ class BaseGenModel(ABC):
 
     # ---- beyond Audiocraft: streaming output and long-form schedules ------------------------------------
     def generate_stream(self, descriptions: tp.List[tp.Optional[str]], *, chunk_seconds: float = 1.0,
+                        first_chunk_seconds: tp.Optional[float] = None,
                         prompt: tp.Optional[torch.Tensor] = None, prompt_sample_rate: tp.Optional[int] = None,
                         melody_wavs: tp.Optional[MelodyType] = None, melody_sample_rate: tp.Optional[int] = None,
                         progress: bool = False, seed: SeedType = None, cancel: tp.Optional[CancelToken] = None,
@@ -313,12 +314,16 @@ class BaseGenModel(ABC):
         Same inputs as :meth:`generate`, :meth:`generate_continuation` (``prompt``, ``prompt_sample_rate``) or
         ``generate_with_chroma`` (``melody_wavs``, ``melody_sample_rate``). The first chunk arrives after about
         ``chunk_seconds`` of audio has been generated (plus the codec's 3.75-frame look-ahead), not at the end.
+        ``first_chunk_seconds`` (default ``chunk_seconds``) sets the first chunk's length alone: a shorter first
+        chunk starts playback sooner (e.g. ``first_chunk_seconds=0.5``: about half the wait), later chunks
+        keep ``chunk_seconds``.
         The tokens are those :meth:`generate` returns; the concatenated chunks equal its audio within float
         round-off (~1e-6). Closing the iterator early (``break``) cancels the generation. Only the model's own
         codec streams: a ``decoder`` (MultiBandDiffusion, which needs the whole clip) is refused with an error.
         """
         from .stream import generate_stream
-        return generate_stream(self, descriptions, chunk_seconds=chunk_seconds, prompt=prompt,
+        return generate_stream(self, descriptions, chunk_seconds=chunk_seconds,
+                               first_chunk_seconds=first_chunk_seconds, prompt=prompt,
                                prompt_sample_rate=prompt_sample_rate, melody_wavs=melody_wavs,
                                melody_sample_rate=melody_sample_rate, progress=progress, seed=seed, cancel=cancel,
                                decoder=decoder)

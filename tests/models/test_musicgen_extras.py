@@ -138,6 +138,28 @@ def test_stream_decodes_once_per_chunk_as_soon_as_it_is_complete(small, monkeypa
     assert [c.shape[-1] for c in chunks] == [8000] * 4
 
 
+def test_stream_first_chunk_shorter(small, monkeypatch):
+    """first_chunk_seconds=0.125 (4000 samples) before 0.25 s chunks: the first chunk needs ceil((4000 + 2402) /
+    640) = 11 frames, decoded by quarter first chunks (2 frames) as they come; then chunks end at 12000, 20000,
+    28000 samples (23, 36, 48 frames); the flush gives the rest of the 1 s. Same audio as generate."""
+    small.set_generation_params(use_sampling=False, duration=1.0)
+    audio = small.generate(TEXTS)
+    codec = small.compression_model
+    blocks = []
+    decode = codec.decode
+    monkeypatch.setattr(codec, "decode", lambda codes, scale=None: blocks.append(codes.shape[-1]) or decode(codes))
+    chunks = list(small.generate_stream(TEXTS, chunk_seconds=0.25, first_chunk_seconds=0.125))
+    assert [c.shape[-1] for c in chunks] == [4000, 8000, 8000, 8000, 4000]
+    assert blocks == [2, 2, 2, 2, 2, 1, 12, 13, 12, 2]
+    assert (torch.cat(chunks, dim=-1) - audio).abs().max() < 1e-4
+
+
+def test_stream_bad_first_chunk(small):
+    from audiocraft.utils.validation import ArgumentError
+    with pytest.raises(ArgumentError, match="first_chunk_seconds"):
+        small.generate_stream(TEXTS, first_chunk_seconds=0.0)
+
+
 def test_stream_continuation_includes_prompt(small):
     g = load_golden("generate_continuation")
     small.set_generation_params(**g["meta"]["set_generation_params"])
