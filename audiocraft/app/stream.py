@@ -42,9 +42,11 @@ class _AnyOf(CancelToken):
 
 
 def stream_one(cache: ModelCache, request: GenerationRequest, *, chunk_seconds: float = 1.0,
+               first_chunk_seconds: tp.Optional[float] = None,
                cancel: tp.Optional[CancelToken] = None, progress: tp.Optional[Progress] = None,
                poll_seconds: float = 0.25) -> tp.Iterator[StreamItem]:
     """Generate ``request`` and yield ``Chunk`` s of audio as they are decoded, then one ``GenerationResult``.
+    The first chunk is ``first_chunk_seconds`` long (default ``chunk_seconds``: shorter starts playback sooner).
 
     The result's ``wav`` ``[C, T]`` is the chunks put together; ``stopped`` tells whether ``cancel`` cut the
     take short. ``progress(done_steps, total_steps)`` is called from the caller's thread (at most every
@@ -52,7 +54,9 @@ def stream_one(cache: ModelCache, request: GenerationRequest, *, chunk_seconds: 
     """
     if not chunk_seconds > 0:
         raise ValueError(f"chunk_seconds must be > 0, got {chunk_seconds}.")
-    worker = _Worker(cache, request, chunk_seconds, cancel)
+    if first_chunk_seconds is not None and not first_chunk_seconds > 0:
+        raise ValueError(f"first_chunk_seconds must be > 0 or None, got {first_chunk_seconds}.")
+    worker = _Worker(cache, request, chunk_seconds, cancel, first_chunk_seconds)
     worker.start()
     parts: tp.List[torch.Tensor] = []
     sample_rate, channels = 0, 1
@@ -87,8 +91,9 @@ class _Worker:
     ``('done', None)``. ``latest`` is the last ``(done_steps, total_steps)`` of the model."""
 
     def __init__(self, cache: ModelCache, request: GenerationRequest, chunk_seconds: float,
-                 cancel: tp.Optional[CancelToken]) -> None:
+                 cancel: tp.Optional[CancelToken], first_chunk_seconds: tp.Optional[float] = None) -> None:
         self.cache, self.request, self.chunk_seconds = cache, request, chunk_seconds
+        self.first_chunk_seconds = first_chunk_seconds
         self.closing = CancelToken()                    # the consumer went away
         self.either = _AnyOf(cancel, self.closing)
         self.items: "queue.Queue[tp.Tuple[str, tp.Any]]" = queue.Queue()
@@ -129,6 +134,8 @@ class _Worker:
         extra: tp.Dict[str, tp.Any] = {}
         if melody is not None:
             extra = {"melody_wavs": [melody[0]], "melody_sample_rate": melody[1]}
+        if self.first_chunk_seconds is not None:
+            extra["first_chunk_seconds"] = self.first_chunk_seconds
         try:
             chunks = model.generate_stream([self.request.text], chunk_seconds=self.chunk_seconds,
                                            cancel=self.either, **extra)

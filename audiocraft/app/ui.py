@@ -23,6 +23,7 @@ from .waveform import waveform_image
 logger = logging.getLogger(__name__)
 
 STREAM_CHUNK_SECONDS = 1.0  # audio per live-player segment
+STREAM_FIRST_CHUNK_SECONDS = 0.5  # the first segment: shorter, so that playback starts sooner
 
 ASSETS = Path(__file__).resolve().parent.parent.parent / "assets"
 INTRO = """# MusicGen
@@ -121,13 +122,16 @@ def make_predict(cache: ModelCache, output: OutputFolder, models: tp.Sequence[st
 
 
 def make_generate(cache: ModelCache, output: OutputFolder, models: tp.Sequence[str], running: RunningRequests,
-                  chunk_seconds: float = STREAM_CHUNK_SECONDS) -> tp.Callable[..., tp.Iterator[tp.Any]]:
+                  chunk_seconds: float = STREAM_CHUNK_SECONDS,
+                  first_chunk_seconds: tp.Optional[float] = STREAM_FIRST_CHUNK_SECONDS
+                  ) -> tp.Callable[..., tp.Iterator[tp.Any]]:
     """The page's click handler, a generator: yields (AAC bytes for the live player, file path, picture,
     MultiBand Diffusion file path or None).
 
     With ``stream`` on, the live player receives the audio while it is generated (in ``chunk_seconds``
-    pieces) and the file and picture come at the end; with it off this is ``make_predict`` in one step. The
-    MultiBand Diffusion decoder needs the whole take (it does not stream): it always takes the one-step path.
+    pieces after a first one of ``first_chunk_seconds``) and the file and picture come at the end; with it off
+    this is ``make_predict`` in one step. The MultiBand Diffusion decoder needs the whole take (it does not
+    stream): it always takes the one-step path.
     """
     predict = make_predict(cache, output, models, running)
 
@@ -147,7 +151,8 @@ def make_generate(cache: ModelCache, output: OutputFolder, models: tp.Sequence[s
             on_step = _progress_steps(cache, checked.model, progress)
             encoder: tp.Optional[AdtsEncoder] = None
             with running.track(_session(request)) as cancel:
-                items = stream_one(cache, checked, chunk_seconds=chunk_seconds, cancel=cancel, progress=on_step)
+                items = stream_one(cache, checked, chunk_seconds=chunk_seconds,
+                                   first_chunk_seconds=first_chunk_seconds, cancel=cancel, progress=on_step)
                 try:
                     for item in items:
                         if isinstance(item, GenerationResult):

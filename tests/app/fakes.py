@@ -74,21 +74,25 @@ class FakeMusicGen:
         return self._audio(len(descriptions), cancel, return_tokens)
 
     def generate_stream(self, descriptions: tp.List[tp.Optional[str]], *, chunk_seconds: float = 1.0,
+                        first_chunk_seconds: tp.Optional[float] = None,
                         melody_wavs: tp.Any = None, melody_sample_rate: tp.Optional[int] = None,
                         cancel: tp.Any = None) -> tp.Iterator[torch.Tensor]:
-        """Chunks of ``chunk_seconds`` (the last one shorter); ``before_chunk(i)`` runs before chunk i."""
+        """A first chunk of ``first_chunk_seconds`` (default ``chunk_seconds``), then chunks of ``chunk_seconds``
+        (the last one shorter); ``before_chunk(i)`` runs before chunk i."""
         if melody_wavs is not None and "self_wav" not in self.lm.condition_provider.conditioners:
             raise ValueError("no melody conditioner")
         self.calls.append(("generate_stream", list(descriptions), (melody_wavs, melody_sample_rate)))
+        self.first_chunk_seconds = first_chunk_seconds
         per_chunk = max(1, int(chunk_seconds * self.frame_rate))
-        done = step = 0
+        size = per_chunk if first_chunk_seconds is None else max(1, int(first_chunk_seconds * self.frame_rate))
+        done = step = index = 0
         for step in self._frames(cancel):
-            if step - done == per_chunk:
-                self.before_chunk(done // per_chunk)
+            if step - done == size:
+                self.before_chunk(index)
                 yield self._sine(len(descriptions), done, step - done)
-                done = step
+                done, index, size = step, index + 1, per_chunk
         if step > done:
-            self.before_chunk(done // per_chunk)
+            self.before_chunk(index)
             yield self._sine(len(descriptions), done, step - done)
 
     def before_chunk(self, index: int) -> None:

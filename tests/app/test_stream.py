@@ -137,6 +137,8 @@ def test_stream_one_errors_come_to_the_caller():
         list(stream_one(ModelCache(loader=lambda name: model), _request(1.0)))
     with pytest.raises(ValueError, match="chunk_seconds must be > 0"):
         next(stream_one(ModelCache(loader=lambda name: model), _request(1.0), chunk_seconds=0))
+    with pytest.raises(ValueError, match="first_chunk_seconds must be > 0 or None, got -1"):
+        next(stream_one(ModelCache(loader=lambda name: model), _request(1.0), first_chunk_seconds=-1))
 
 
 def test_generate_one_can_be_stopped():
@@ -183,7 +185,7 @@ def test_stop_a_long_generation_of_the_real_model(tiny_cache):
 # ---------------------------------------------------------------------------------------------- gradio layer
 gr = pytest.importorskip("gradio", reason="gradio (the 'app' extra) is not installed")
 
-from audiocraft.app.ui import build_app, make_generate, make_stop  # noqa: E402
+from audiocraft.app.ui import STREAM_FIRST_CHUNK_SECONDS, build_app, make_generate, make_stop  # noqa: E402
 
 ARGS = (SMALL, "lofi", None, 2, 250, 0.0, 1.0, 3.0)
 
@@ -216,7 +218,9 @@ def test_stop_button_stops_its_session(tmp_path):
     model.before_chunk = lambda index: (stop(someone), stop(me)) if index == 2 else None
     outputs = list(generate(SMALL, "lofi", None, 60, 250, 0.0, 1.0, 3.0, True, request=me))
     path = outputs[-1][1]
-    assert 3.0 <= audio_info(path).duration < 3.1 and len(running) == 0
+    # chunks 0 and 1 were out: a first chunk of STREAM_FIRST_CHUNK_SECONDS (0.5 s), then one of 1 s
+    assert model.first_chunk_seconds == STREAM_FIRST_CHUNK_SECONDS == 0.5
+    assert 2.5 <= audio_info(path).duration < 2.6 and len(running) == 0
     # Non-streaming requests stop too; afterwards the model serves complete requests.
     model.before_chunk = lambda index: None
     model.set_custom_progress_callback = lambda callback: setattr(
