@@ -68,6 +68,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/generate.py --fixtures .bench-models
 	$(PY) benchmarks/streaming.py --fixtures .bench-models
+	$(PY) benchmarks/kernel_ceiling.py
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache
