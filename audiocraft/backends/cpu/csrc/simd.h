@@ -169,23 +169,25 @@ inline void in_register(vf &v) {
 }
 
 // e^x for x <= ~88 (large negative x flush to ~1e-38): range reduction by ln 2, then a degree-6 polynomial
-// (relative error ~2 ulp).
+// (relative error ~2 ulp). exp_reduced: the polynomial p of r = v - n ln 2 (ln 2 in two parts), e^v = p * 2^n.
+inline vf exp_reduced(vf v, vf n) {
+    vf r = vfma(-n, splat(0.693359375f), v);
+    r = vfma(-n, splat(-2.12194440e-4f), r);
+    vf p = splat(1.9875691500e-4f);
+    p = vfma(p, r, splat(1.3981999507e-3f));
+    p = vfma(p, r, splat(8.3334519073e-3f));
+    p = vfma(p, r, splat(4.1665795894e-2f));
+    p = vfma(p, r, splat(1.6666665459e-1f));
+    p = vfma(p, r, splat(5.0000001201e-1f));
+    return vfma(p * r, r, r + 1.0f);
+}
+
 #if defined(__AVX512F__)
 inline vf vexp(vf x) {
-    const __m512 ln2_hi = _mm512_set1_ps(0.693359375f), ln2_lo = _mm512_set1_ps(-2.12194440e-4f);
-    __m512 v = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(v, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, ln2_hi, v);
-    r = _mm512_fnmadd_ps(n, ln2_lo, r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    return _mm512_scalef_ps(p, n);
+    const __m512 v = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(v, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    return _mm512_scalef_ps(exp_reduced(v, n), n);
 }
 #else
 inline vf vexp(vf x) {
@@ -195,24 +197,15 @@ inline vf vexp(vf x) {
 }
 #endif
 
-// AVX2 + FMA: the same reduction and polynomial on 8 lanes for GELU only (its ~2 ulp stay far below GELU's own
-// error); softmax keeps the library's exp there, whose results the seeded goldens were checked against.
+// The exp of GELU. AVX2 + FMA: the polynomial above on 8 lanes (its ~2 ulp stay far below GELU's own error), 2^n
+// built from exponent bits; softmax keeps vexp there (the library's exp), whose results the seeded goldens were
+// checked against. Elsewhere: vexp.
 #if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
-#define ACK_GELU_EXP 1
-inline vf vexp_gelu(vf x) {  // 2^n built from its exponent bits
-    const __m256 ln2_hi = _mm256_set1_ps(0.693359375f), ln2_lo = _mm256_set1_ps(-2.12194440e-4f);
-    __m256 v = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(v, _mm256_set1_ps(1.44269504088896341f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, ln2_hi, v);
-    r = _mm256_fnmadd_ps(n, ln2_lo, r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+inline vf vexp_gelu(vf x) {
+    const __m256 v = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(v, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256 p = exp_reduced(v, n);
     // p * 2^n as p * 2^h * 2^(n - h), h = n / 2: each factor a normal float for every n in [-126, 128]
     const __m256i ni = _mm256_cvtps_epi32(n);
     const __m256i h = _mm256_srai_epi32(ni, 1);
@@ -221,6 +214,8 @@ inline vf vexp_gelu(vf x) {  // 2^n built from its exponent bits
     const __m256 f2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(ni, h), bias), 23));
     return _mm256_mul_ps(_mm256_mul_ps(p, f1), f2);
 }
+#else
+inline vf vexp_gelu(vf x) { return vexp(x); }
 #endif
 
 // GELU with the exact error function, x * Phi(x) = x / 2 * (1 + erf(x / sqrt 2)), through erfc:
@@ -241,11 +236,7 @@ inline vf vgelu(vf x) {
     p = p * t + 0.37409196f;
     p = p * t + 1.00002368f;
     p = p * t + -1.26551223f;
-#if defined(ACK_GELU_EXP)
     const vf erfc = t * vexp_gelu(p - z * z);
-#else
-    const vf erfc = t * vexp(p - z * z);
-#endif
     const vf half = 0.5f * x * erfc;
     return x >= 0.0f ? x - half : half;
 }
