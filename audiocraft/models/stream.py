@@ -71,15 +71,14 @@ class _StreamDecoder:
     def __init__(self, model: "BaseGenModel", chunk: int, out: "queue.Queue[tp.Any]",
                  first: tp.Optional[int] = None) -> None:
         self.model, self.chunk, self.out = model, chunk, out
-        first = chunk if first is None else first
+        self.first = first = chunk if first is None else first
         self.hop = max(1, int(round(model.sample_rate / model.frame_rate)))
         self.delay = int(getattr(model.compression_model, "streaming_delay", 0))
         self.early_block = max(1, int(round(first / self.hop / 4)))  # frames per decode before the first chunk
         self.waiting: tp.List[torch.Tensor] = []
         self.pending = 0  # frames waiting
         self.received = 0  # frames received (decoded or waiting)
-        self.due = first  # samples of audio the next decode must complete
-        self.started = False  # whether the first chunk is complete
+        self.due = first  # samples of audio the next decode must complete (first: the first chunk is not out yet)
 
     def decode(self, frames: torch.Tensor) -> None:
         if frames.shape[-1] == 0:
@@ -94,13 +93,12 @@ class _StreamDecoder:
         self.received += frames.shape[-1]
         self.pending += frames.shape[-1]
         ready = self.received * self.hop - self.delay  # samples out once every frame received is decoded
-        if ready >= self.due or (not self.started and self.pending >= self.early_block):
+        if ready >= self.due or (self.due == self.first and self.pending >= self.early_block):
             self.decode(self.waiting[0] if len(self.waiting) == 1 else torch.cat(self.waiting, dim=-1))
             self.waiting.clear()
             self.pending = 0
             if ready >= self.due:
                 self.due += self.chunk * ((ready - self.due) // self.chunk + 1)
-                self.started = True
 
     def finish(self) -> None:
         """Decode what is left, then the codec's look-ahead tail (``flush_decoder``)."""
